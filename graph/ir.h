@@ -1,0 +1,79 @@
+/* Internal layout of the IR. Only graph/, ops/, autodiff/ and runtime/
+ * include this; users see the opaque handles of include/attune/graph.h. */
+#ifndef ATTUNE_GRAPH_IR_H
+#define ATTUNE_GRAPH_IR_H
+
+#include "attune/graph.h"
+
+typedef struct at_attr_rec {
+    char *name;
+    at_attr_kind kind;
+    int64_t i;
+    float f;
+    char *s;
+    int n;
+    int64_t *ints;
+    float *floats;
+    at_tensor *t; /* t and t->data owned */
+} at_attr_rec;
+
+typedef struct at_node_rec {
+    char *name;
+    char *op_type;
+    char *domain; /* "" for ONNX's default domain */
+    int op;       /* index into the op registry; -1 if unknown */
+    int n_in, n_out;
+    at_val *in; /* AT_NONE for absent optional inputs */
+    at_val *out;
+    int n_attrs;
+    at_attr_rec *attrs;
+} at_node_rec;
+
+typedef struct at_value_rec {
+    char *name;
+    at_dtype dtype;
+    at_shape shape;
+    at_value_kind kind;
+    int producer; /* node index or -1 */
+    int group;    /* parameter group */
+    void *data;   /* initializer bytes, owned; NULL for inputs/intermediates */
+} at_value_rec;
+
+struct at_graph {
+    at_value_rec *vals;
+    int n_vals, cap_vals;
+    at_node_rec *nodes;
+    int n_nodes, cap_nodes;
+    at_val *inputs;
+    int n_inputs, cap_inputs;
+    at_val *outputs;
+    int n_outputs, cap_outputs;
+    char **syms;
+    int n_syms, cap_syms;
+    char **meta_keys, **meta_vals;
+    int n_meta, cap_meta;
+    int next_id;      /* for generated names */
+    uint64_t version; /* bumped by every structural change; sessions re-plan */
+    at_status status;
+    char err[1024];
+};
+
+/* Attribute lookups for infer functions, kernels and gradient rules. */
+const at_attr_rec *at_attr_find(const at_node_rec *n, const char *name);
+int64_t at_attr_int(const at_node_rec *n, const char *name, int64_t dflt);
+float at_attr_float(const at_node_rec *n, const char *name, float dflt);
+const char *at_attr_str(const at_node_rec *n, const char *name, const char *dflt);
+
+/* Adds an output-less value record (used by builders and loaders). */
+at_val at_graph_add_value(at_graph *g, const char *name, at_dtype dt, at_shape shape,
+                          at_value_kind kind);
+/* A fresh anonymous symbol, for dims shape inference cannot express. */
+int64_t at_sym_fresh(at_graph *g);
+/* Re-runs symbolic shape inference of one node; outputs get new shapes. */
+at_status at_graph_infer_node(at_graph *g, int node);
+
+static inline at_node_rec *at_node_rec_of(const at_graph *g, int node) {
+    return &g->nodes[node];
+}
+
+#endif

@@ -1,0 +1,6 @@
+/* PLACEHOLDER: the conv family is being written; these records only name the ops. */
+#include "ops/op.h"
+
+const at_op_def at_op_def_Conv = {.name = "Conv", .domain = AT_DOMAIN_ONNX, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
+const at_op_def at_op_def_ConvGradInput = {.name = "ConvGradInput", .domain = AT_DOMAIN_ATTUNE, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
+const at_op_def at_op_def_ConvGradWeight = {.name = "ConvGradWeight", .domain = AT_DOMAIN_ATTUNE, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};

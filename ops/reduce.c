@@ -1,0 +1,7 @@
+/* PLACEHOLDER: the reduce family is being written; these records only name the ops. */
+#include "ops/op.h"
+
+const at_op_def at_op_def_ReduceSum = {.name = "ReduceSum", .domain = AT_DOMAIN_ONNX, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
+const at_op_def at_op_def_ReduceMean = {.name = "ReduceMean", .domain = AT_DOMAIN_ONNX, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
+const at_op_def at_op_def_ReduceMax = {.name = "ReduceMax", .domain = AT_DOMAIN_ONNX, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
+const at_op_def at_op_def_ReduceMaxGrad = {.name = "ReduceMaxGrad", .domain = AT_DOMAIN_ATTUNE, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};

@@ -1,0 +1,7 @@
+/* PLACEHOLDER: the softmax family is being written; these records only name the ops. */
+#include "ops/op.h"
+
+const at_op_def at_op_def_Softmax = {.name = "Softmax", .domain = AT_DOMAIN_ONNX, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
+const at_op_def at_op_def_LogSoftmax = {.name = "LogSoftmax", .domain = AT_DOMAIN_ONNX, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
+const at_op_def at_op_def_SoftmaxGrad = {.name = "SoftmaxGrad", .domain = AT_DOMAIN_ATTUNE, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
+const at_op_def at_op_def_LogSoftmaxGrad = {.name = "LogSoftmaxGrad", .domain = AT_DOMAIN_ATTUNE, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
