@@ -52,6 +52,8 @@ struct at_graph {
     int n_syms, cap_syms;
     char **meta_keys, **meta_vals;
     int n_meta, cap_meta;
+    int *hash; /* open addressing over value names: index + 1, 0 empty */
+    int hash_cap;
     int next_id;      /* for generated names */
     uint64_t version; /* bumped by every structural change; sessions re-plan */
     at_status status;
@@ -71,6 +73,19 @@ at_val at_graph_add_value(at_graph *g, const char *name, at_dtype dt, at_shape s
 int64_t at_sym_fresh(at_graph *g);
 /* Re-runs symbolic shape inference of one node; outputs get new shapes. */
 at_status at_graph_infer_node(at_graph *g, int node);
+/* Appends an output value to an existing node (e.g. Dropout's mask, wanted
+ * by its gradient rule) and re-infers; returns it or AT_NONE. */
+at_val at_node_append_output(at_graph *g, int node);
+
+/* Runs node n's shape rule on the given input types. Used symbolically by
+ * the builder (g non-NULL) and concretely by the planner (g NULL). On
+ * failure msg says node, op, input shapes and the reason. out_data[j] is
+ * set when an output's contents are known from shapes or constant inputs;
+ * out_buf holds n_out blocks of AT_INFER_BUF bytes for such data. */
+at_status at_infer_run(at_graph *g, const at_graph *names, const at_node_rec *n, bool concrete,
+                       const at_shape *in_shape, const at_dtype *in_dtype,
+                       const void *const *in_data, at_shape *out_shape, at_dtype *out_dtype,
+                       const void **out_data, void *out_buf, char *msg, size_t cap);
 
 static inline at_node_rec *at_node_rec_of(const at_graph *g, int node) {
     return &g->nodes[node];

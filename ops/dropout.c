@@ -1,5 +1,257 @@
-/* PLACEHOLDER: the dropout family is being written; these records only name the ops. */
-#include "ops/op.h"
+/* Dropout (ONNX 13+) and its backward op DropoutGrad (ai.attune).
+ *
+ * The mask comes from the session's counter-based RNG: element i is kept when
+ * at_rng_uniform(at_rng_key(seed, node), step, i) >= ratio, so one seed, step and node give
+ * one mask on every backend and thread count. ONNX's `seed` attribute is accepted and
+ * ignored: a per-node seed would break that reproducibility contract. */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
 
-const at_op_def at_op_def_Dropout = {.name = "Dropout", .domain = AT_DOMAIN_ONNX, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
-const at_op_def at_op_def_DropoutGrad = {.name = "DropoutGrad", .domain = AT_DOMAIN_ATTUNE, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
+#include "ops/op.h"
+#include "runtime/rng.h"
+
+enum { DO_X, DO_RATIO, DO_TRAINING };
+
+static bool present(const at_infer_ctx *c, int i) {
+    return i < c->n_in && c->in_dtype[i] != AT_UNDEFINED;
+}
+
+static const void *kin(const at_kernel_ctx *k, int i) {
+    return i < k->n_in ? k->in[i].data : NULL;
+}
+
+/* A scalar input: rank 0, or one element of any rank (exporters write [1] as often as []). */
+static at_status check_scalar(at_infer_ctx *c, int i, at_dtype want, const char *what) {
+    if (c->in_dtype[i] != want)
+        return at_infer_fail(c, AT_E_SHAPE, "%s must be %s, got %s", what, at_dtype_name(want),
+                             at_dtype_name(c->in_dtype[i]));
+    for (int d = 0; d < c->in_shape[i].rank; d++) {
+        int64_t n = c->in_shape[i].dim[d];
+        if (n >= 0 && n != 1)
+            return at_infer_fail(c, AT_E_SHAPE, "%s must be a scalar (dim %d is %lld)", what, d,
+                                 (long long)n);
+    }
+    return AT_OK;
+}
+
+/* Reads ratio and training_mode; *scale is what kept elements are multiplied by. */
+static at_status read_mode(at_kernel_ctx *k, int ratio_in, int training_in, float *ratio,
+                           bool *training, float *scale) {
+    const float *r = kin(k, ratio_in);
+    const uint8_t *t = kin(k, training_in);
+    *ratio = r ? r[0] : 0.5f;
+    *training = t && t[0];
+    *scale = 1.0f;
+    if (!*training) return AT_OK;
+    if (!(*ratio >= 0.0f && *ratio <= 1.0f))
+        return at_kernel_fail(k, AT_E_INVALID, "ratio %g outside [0, 1]", (double)*ratio);
+    /* ratio 1 drops everything; the scale is then never applied to a kept element. */
+    *scale = *ratio < 1.0f ? 1.0f / (1.0f - *ratio) : 0.0f;
+    return AT_OK;
+}
+
+static int nthreads(const at_kernel_ctx *k) {
+    return k->threads > 0 ? k->threads : omp_get_max_threads();
+}
+
+/* ---- Dropout ---- */
+
+static const at_attr_schema dropout_attrs[] = {{"seed", AT_ATTR_INT, false}, {NULL}};
+
+static at_status dropout_infer(at_infer_ctx *c) {
+    if (c->in_dtype[DO_X] != AT_F32)
+        return at_infer_fail(c, AT_E_UNSUPPORTED, "data must be float32, got %s",
+                             at_dtype_name(c->in_dtype[DO_X]));
+    at_status st;
+    if (present(c, DO_RATIO) && (st = check_scalar(c, DO_RATIO, AT_F32, "ratio")) != AT_OK)
+        return st;
+    if (present(c, DO_TRAINING) &&
+        (st = check_scalar(c, DO_TRAINING, AT_BOOL, "training_mode")) != AT_OK)
+        return st;
+    if (present(c, DO_RATIO) && c->in_data[DO_RATIO]) {
+        float r = *(const float *)c->in_data[DO_RATIO];
+        if (!(r >= 0.0f && r <= 1.0f))
+            return at_infer_fail(c, AT_E_INVALID, "ratio %g outside [0, 1]", (double)r);
+    }
+    c->out_dtype[0] = AT_F32;
+    c->out_shape[0] = c->in_shape[DO_X];
+    if (c->n_out > 1) {
+        c->out_dtype[1] = AT_BOOL;
+        c->out_shape[1] = c->in_shape[DO_X];
+    }
+    return AT_OK;
+}
+
+static at_status dropout_cpu(at_kernel_ctx *k) {
+    float ratio, scale;
+    bool training;
+    at_status st = read_mode(k, DO_RATIO, DO_TRAINING, &ratio, &training, &scale);
+    if (st != AT_OK) return st;
+    const float *x = k->in[DO_X].data;
+    float *y = k->out[0].data;
+    uint8_t *mask = k->n_out > 1 ? k->out[1].data : NULL;
+    int64_t n = at_shape_numel(&k->in[DO_X].shape);
+    if (!training) {
+        if (y != x && n) memcpy(y, x, (size_t)n * sizeof(float));
+        if (mask && n) memset(mask, 1, (size_t)n);
+        return AT_OK;
+    }
+    at_philox_key key = at_rng_key(k->seed, (uint32_t)k->node_id);
+    uint64_t step = k->step;
+    /* One Philox block serves four consecutive elements, exactly as at_rng_uniform defines
+     * them (tests/test_ops_dropout.c compares the two). */
+    int64_t nb = (n + 3) / 4;
+#pragma omp parallel for num_threads(nthreads(k)) schedule(static) if (nb > 2048)
+    for (int64_t j = 0; j < nb; j++) {
+        uint32_t w[4];
+        at_philox4x32(key, (uint32_t)j, (uint32_t)((uint64_t)j >> 32), (uint32_t)step,
+                      (uint32_t)(step >> 32), w);
+        int64_t end = 4 * j + 4 < n ? 4 * j + 4 : n;
+        for (int64_t i = 4 * j; i < end; i++) {
+            float u = (float)(w[i & 3] >> 8) * (1.0f / 16777216.0f);
+            bool keep = u >= ratio;
+            y[i] = keep ? x[i] * scale : 0.0f;
+            if (mask) mask[i] = keep;
+        }
+    }
+    return AT_OK;
+}
+
+/* The mask output: the node's own if it has one, else appended now, so the backward pass
+ * reads the forward's mask instead of redrawing it (a redraw would need the forward node's
+ * id, which changes when a graph is rewritten or reloaded). */
+static at_val dropout_mask(at_grad_ctx *c) {
+    const at_node_rec *n = at_grad_node(c);
+    if (n->n_out > 1 && n->out[1] != AT_NONE) return n->out[1];
+    return at_node_append_output(c->g, c->node);
+}
+
+static at_val dropout_grad_node(at_graph *g, at_val dy, at_val mask, at_val ratio,
+                                at_val training) {
+    at_val in[4] = {dy, mask, ratio, training};
+    at_val out = AT_NONE;
+    if (at_node_add(g, "DropoutGrad", AT_DOMAIN_ATTUNE, in, 4, &out, 1, NULL, 0) < 0)
+        return AT_NONE;
+    return out;
+}
+
+static at_status dropout_grad(at_grad_ctx *c) {
+    if (!c->need[DO_X] || c->dy[0] == AT_NONE) return AT_OK;
+    const at_node_rec *n = at_grad_node(c);
+    at_val ratio = n->n_in > DO_RATIO ? n->in[DO_RATIO] : AT_NONE;
+    at_val training = n->n_in > DO_TRAINING ? n->in[DO_TRAINING] : AT_NONE;
+    if (training == AT_NONE) {
+        /* Inference mode for good: the op is the identity. */
+        c->dx[DO_X] = c->dy[0];
+        return AT_OK;
+    }
+    at_val mask = dropout_mask(c);
+    if (mask == AT_NONE) return at_graph_status(c->g);
+    c->dx[DO_X] = dropout_grad_node(c->g, c->dy[0], mask, ratio, training);
+    return c->dx[DO_X] == AT_NONE ? at_graph_status(c->g) : AT_OK;
+}
+
+const at_op_def at_op_def_Dropout = {
+    .name = "Dropout",
+    .domain = AT_DOMAIN_ONNX,
+    .min_in = 1,
+    .max_in = 3,
+    .min_out = 1,
+    .max_out = 2,
+    .attrs = dropout_attrs,
+    .infer = dropout_infer,
+    .cpu = dropout_cpu,
+    .grad = dropout_grad,
+    .nondiff = (1u << DO_RATIO) | (1u << DO_TRAINING),
+};
+
+/* ---- DropoutGrad(dy, mask, ratio?, training_mode?) -> dx ----
+ * dx = dy * mask * scale, with the forward's scale: 1 / (1 - ratio) in training, else 1. */
+
+enum { DG_DY, DG_MASK, DG_RATIO, DG_TRAINING };
+
+static at_status dropout_grad_infer(at_infer_ctx *c) {
+    if (c->in_dtype[DG_DY] != AT_F32)
+        return at_infer_fail(c, AT_E_SHAPE, "dy must be float32, got %s",
+                             at_dtype_name(c->in_dtype[DG_DY]));
+    if (c->in_dtype[DG_MASK] != AT_BOOL)
+        return at_infer_fail(c, AT_E_SHAPE, "mask must be bool, got %s",
+                             at_dtype_name(c->in_dtype[DG_MASK]));
+    const at_shape *a = &c->in_shape[DG_DY], *m = &c->in_shape[DG_MASK];
+    bool same = a->rank == m->rank;
+    for (int d = 0; same && d < a->rank; d++)
+        same = a->dim[d] < 0 || m->dim[d] < 0 || a->dim[d] == m->dim[d];
+    if (!same) return at_infer_fail(c, AT_E_SHAPE, "dy and mask shapes differ");
+    at_status st;
+    if (present(c, DG_RATIO) && (st = check_scalar(c, DG_RATIO, AT_F32, "ratio")) != AT_OK)
+        return st;
+    if (present(c, DG_TRAINING) &&
+        (st = check_scalar(c, DG_TRAINING, AT_BOOL, "training_mode")) != AT_OK)
+        return st;
+    c->out_dtype[0] = AT_F32;
+    c->out_shape[0] = *a;
+    return AT_OK;
+}
+
+static at_status dropout_grad_cpu(at_kernel_ctx *k) {
+    float ratio, scale;
+    bool training;
+    at_status st = read_mode(k, DG_RATIO, DG_TRAINING, &ratio, &training, &scale);
+    if (st != AT_OK) return st;
+    const float *dy = k->in[DG_DY].data;
+    const uint8_t *mask = k->in[DG_MASK].data;
+    float *dx = k->out[0].data;
+    int64_t n = at_shape_numel(&k->in[DG_DY].shape);
+#pragma omp parallel for num_threads(nthreads(k)) schedule(static) if (n > 16384)
+    for (int64_t i = 0; i < n; i++) dx[i] = mask[i] ? dy[i] * scale : 0.0f;
+    return AT_OK;
+}
+
+/* DropoutGrad is linear in dy with the same mask: its gradient is itself. */
+static at_status dropout_grad_grad(at_grad_ctx *c) {
+    if (!c->need[DG_DY] || c->dy[0] == AT_NONE) return AT_OK;
+    const at_node_rec *n = at_grad_node(c);
+    at_val mask = n->in[DG_MASK];
+    at_val ratio = n->n_in > DG_RATIO ? n->in[DG_RATIO] : AT_NONE;
+    at_val training = n->n_in > DG_TRAINING ? n->in[DG_TRAINING] : AT_NONE;
+    c->dx[DG_DY] = dropout_grad_node(c->g, c->dy[0], mask, ratio, training);
+    return c->dx[DG_DY] == AT_NONE ? at_graph_status(c->g) : AT_OK;
+}
+
+const at_op_def at_op_def_DropoutGrad = {
+    .name = "DropoutGrad",
+    .domain = AT_DOMAIN_ATTUNE,
+    .min_in = 2,
+    .max_in = 4,
+    .min_out = 1,
+    .max_out = 1,
+    .infer = dropout_grad_infer,
+    .cpu = dropout_grad_cpu,
+    .grad = dropout_grad_grad,
+    .nondiff = (1u << DG_MASK) | (1u << DG_RATIO) | (1u << DG_TRAINING),
+};
+
+/* ---- builder ---- */
+
+at_val at_dropout(at_graph *g, at_val x, float ratio, at_val training, at_val *mask_out) {
+    if (mask_out) *mask_out = AT_NONE;
+    if (!g || at_graph_status(g) != AT_OK) return AT_NONE;
+    if (x == AT_NONE) {
+        at_graph_fail(g, AT_E_INVALID, "at_dropout: x is AT_NONE");
+        return AT_NONE;
+    }
+    if (!(ratio >= 0.0f && ratio <= 1.0f)) {
+        at_graph_fail(g, AT_E_INVALID, "at_dropout: ratio %g outside [0, 1]", (double)ratio);
+        return AT_NONE;
+    }
+    at_val in[3] = {x, at_const_f32(g, ratio), training};
+    if (in[1] == AT_NONE) return AT_NONE;
+    at_val out[2] = {AT_NONE, AT_NONE};
+    int n_in = training == AT_NONE ? 2 : 3;
+    if (at_node_add(g, "Dropout", AT_DOMAIN_ONNX, in, n_in, out, mask_out ? 2 : 1, NULL, 0) < 0)
+        return AT_NONE;
+    if (mask_out) *mask_out = out[1];
+    return out[0];
+}

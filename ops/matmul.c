@@ -1,5 +1,350 @@
-/* PLACEHOLDER: the matmul family is being written; these records only name the ops. */
+/* The matmul family: MatMul (numpy matmul semantics) and Gemm, both through CBLAS. */
+#include <limits.h>
+#include <string.h>
+
+#include <cblas.h>
+
 #include "ops/op.h"
 
-const at_op_def at_op_def_MatMul = {.name = "MatMul", .domain = AT_DOMAIN_ONNX, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
-const at_op_def at_op_def_Gemm = {.name = "Gemm", .domain = AT_DOMAIN_ONNX, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
+/* ---- shared GEMM call ---- */
+
+/* Row-major C[M,N] = alpha * op(A) op(B) + beta * C with the degenerate sizes BLAS
+ * implementations disagree on (K == 0, zero leading dims) handled here. */
+static void sgemm_rm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++)
+                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, alpha, A, (int)(lda > 0 ? lda : 1), B,
+                (int)(ldb > 0 ? ldb : 1), beta, C, (int)(ldc > 0 ? ldc : 1));
+}
+
+static bool fits_int(int64_t v) {
+    return v >= 0 && v <= INT_MAX;
+}
+
+static bool same_shape(at_graph *g, at_val a, at_val b) {
+    at_shape sa = at_value_shape(g, a), sb = at_value_shape(g, b);
+    return at_shape_equal(&sa, &sb);
+}
+
+/* d reduced to ref's shape when a broadcast made them differ. */
+static at_val reduce_to(at_graph *g, at_val d, at_val ref) {
+    if (d == AT_NONE || same_shape(g, d, ref)) return d;
+    return at_sum_to_shape(g, d, ref);
+}
+
+static at_val transpose_last2(at_graph *g, at_val x) {
+    int r = at_value_shape(g, x).rank;
+    int64_t perm[AT_MAX_RANK];
+    for (int i = 0; i < r; i++) perm[i] = i;
+    perm[r - 2] = r - 1;
+    perm[r - 1] = r - 2;
+    return at_transpose(g, x, r, perm);
+}
+
+static at_val unsqueeze1(at_graph *g, at_val x, int64_t axis) {
+    return at_unsqueeze(g, x, 1, &axis);
+}
+
+/* ---- MatMul ---- */
+
+static const at_attr_schema matmul_attrs[] = {{NULL}};
+
+static at_status matmul_infer(at_infer_ctx *c) {
+    const at_shape *a = &c->in_shape[0], *b = &c->in_shape[1];
+    if (c->in_dtype[0] != AT_F32 || c->in_dtype[1] != AT_F32)
+        return at_infer_fail(c, AT_E_UNSUPPORTED, "MatMul supports float32 operands only");
+    if (a->rank < 1 || b->rank < 1)
+        return at_infer_fail(c, AT_E_SHAPE, "operands must have rank >= 1 (got %d and %d)", a->rank,
+                             b->rank);
+    int64_t ka = a->dim[a->rank - 1];
+    int64_t kb = b->rank >= 2 ? b->dim[b->rank - 2] : b->dim[0];
+    if (ka >= 0 && kb >= 0 && ka != kb)
+        return at_infer_fail(c, AT_E_SHAPE, "inner dims differ (%lld vs %lld)", (long long)ka,
+                             (long long)kb);
+    at_shape ba = {0}, bb = {0}, out;
+    ba.rank = a->rank > 2 ? a->rank - 2 : 0;
+    bb.rank = b->rank > 2 ? b->rank - 2 : 0;
+    memcpy(ba.dim, a->dim, sizeof(int64_t) * (size_t)ba.rank);
+    memcpy(bb.dim, b->dim, sizeof(int64_t) * (size_t)bb.rank);
+    char msg[256] = "";
+    if (at_broadcast_shapes(&ba, &bb, &out, msg, sizeof msg) != AT_OK)
+        return at_infer_fail(c, AT_E_SHAPE, "batch dims do not broadcast: %s", msg);
+    if (a->rank >= 2) out.dim[out.rank++] = a->dim[a->rank - 2];
+    if (b->rank >= 2) out.dim[out.rank++] = b->dim[b->rank - 1];
+    c->out_dtype[0] = AT_F32;
+    c->out_shape[0] = out;
+    return AT_OK;
+}
+
+static at_status matmul_cpu(at_kernel_ctx *k) {
+    const at_tensor *A = &k->in[0], *B = &k->in[1];
+    at_tensor *Y = &k->out[0];
+    const at_shape *sa = &A->shape, *sb = &B->shape;
+    int ra = sa->rank, rb = sb->rank;
+    int64_t K = sa->dim[ra - 1];
+    int64_t Kb = rb >= 2 ? sb->dim[rb - 2] : sb->dim[0];
+    int64_t M = ra >= 2 ? sa->dim[ra - 2] : 1;
+    int64_t N = rb >= 2 ? sb->dim[rb - 1] : 1;
+    if (K != Kb)
+        return at_kernel_fail(k, AT_E_SHAPE, "inner dims differ (%lld vs %lld)", (long long)K,
+                              (long long)Kb);
+    /* Batch dims right-aligned; a missing or size-1 dim of an operand repeats its matrix. */
+    int na = ra > 2 ? ra - 2 : 0, nbb = rb > 2 ? rb - 2 : 0;
+    int nb = na > nbb ? na : nbb;
+    int64_t ydim[AT_MAX_RANK], sta[AT_MAX_RANK], stb[AT_MAX_RANK];
+    int64_t batch = 1, batch_b = 1;
+    int64_t pa = 1, pb = 1;
+    for (int i = nb - 1; i >= 0; i--) {
+        int ia = i - (nb - na), ib = i - (nb - nbb);
+        int64_t da = ia >= 0 ? sa->dim[ia] : 1, db = ib >= 0 ? sb->dim[ib] : 1;
+        if (da != db && da != 1 && db != 1)
+            return at_kernel_fail(k, AT_E_SHAPE, "batch dim %d does not broadcast (%lld vs %lld)",
+                                  i, (long long)da, (long long)db);
+        ydim[i] = da > db ? da : db;
+        if (da == 0 || db == 0) ydim[i] = 0;
+        sta[i] = da == 1 ? 0 : pa;
+        stb[i] = db == 1 ? 0 : pb;
+        pa *= da;
+        pb *= db;
+        batch *= ydim[i];
+        batch_b *= db;
+    }
+    if (batch == 0 || M == 0 || N == 0) return AT_OK;
+    if (!fits_int(M) || !fits_int(N) || !fits_int(K))
+        return at_kernel_fail(k, AT_E_UNSUPPORTED, "matrix dims exceed the BLAS int range");
+    const float *a = AT_F32P(A), *b = AT_F32P(B);
+    float *y = AT_F32P(Y);
+    /* B shared by every batch item (a weight): one tall GEMM over all rows of A. */
+    if (batch_b == 1 && fits_int(batch * M)) {
+        sgemm_rm(false, false, batch * M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
+        return AT_OK;
+    }
+    for (int64_t t = 0; t < batch; t++) {
+        int64_t rem = t, oa = 0, ob = 0;
+        for (int i = nb - 1; i >= 0; i--) {
+            int64_t idx = rem % ydim[i];
+            rem /= ydim[i];
+            oa += idx * sta[i];
+            ob += idx * stb[i];
+        }
+        sgemm_rm(false, false, M, N, K, 1.0f, a + oa * M * K, K, b + ob * K * N, N, 0.0f,
+                 y + t * M * N, N);
+    }
+    return AT_OK;
+}
+
+/* dA = dY Bᵀ, dB = Aᵀ dY on the 2-D promoted operands, then reduced over broadcast batch dims
+ * and the promoted dims removed again. */
+static at_status matmul_grad(at_grad_ctx *c) {
+    at_graph *g = c->g;
+    at_val a = at_grad_in(c, 0), b = at_grad_in(c, 1), dy = c->dy[0];
+    if (dy == AT_NONE) return AT_OK;
+    at_shape sa = at_value_shape(g, a), sb = at_value_shape(g, b);
+    int ra = sa.rank, rb = sb.rank;
+    if (ra == 1 && rb == 1) { /* a dot product: dy is a scalar */
+        if (c->need[0]) c->dx[0] = at_mul(g, dy, b);
+        if (c->need[1]) c->dx[1] = at_mul(g, dy, a);
+        return at_graph_status(g);
+    }
+    if (c->need[0]) {
+        at_val d;
+        if (ra == 2 && rb == 2) {
+            d = at_gemm(g, dy, b, AT_NONE, 1.0f, 1.0f, 0, 1);
+        } else {
+            /* dy as [..., M, N] with the dim numpy removed put back as 1 */
+            at_val dy2 = ra == 1 ? unsqueeze1(g, dy, -2) : rb == 1 ? unsqueeze1(g, dy, -1) : dy;
+            at_val bt = rb == 1 ? unsqueeze1(g, b, 0) : transpose_last2(g, b);
+            d = at_matmul(g, dy2, bt); /* [..., M, K]; M = 1 when a is 1-D */
+        }
+        c->dx[0] = reduce_to(g, d, a);
+    }
+    if (c->need[1]) {
+        at_val d;
+        int64_t K = sa.dim[ra - 1], N = sb.dim[rb - 1];
+        if (rb == 1) {
+            /* dBᵀ = dyᵀ A as [..., 1, K], summed to [K] */
+            d = at_matmul(g, unsqueeze1(g, dy, -2), a);
+        } else if (ra == 2 && rb == 2) {
+            d = at_gemm(g, a, dy, AT_NONE, 1.0f, 1.0f, 1, 0);
+        } else if (rb == 2 && ra > 2 && K >= 0 && N >= 0) {
+            /* A weight applied to every row: one GEMM over all rows, not a batched product
+             * followed by a reduction over the batch. */
+            int64_t fa[2] = {-1, K}, fy[2] = {-1, N};
+            d = at_gemm(g, at_reshape(g, a, 2, fa), at_reshape(g, dy, 2, fy), AT_NONE, 1.0f, 1.0f,
+                        1, 0);
+        } else {
+            at_val dy2 = ra == 1 ? unsqueeze1(g, dy, -2) : dy;
+            at_val at = ra == 1 ? unsqueeze1(g, a, 1) : transpose_last2(g, a);
+            d = at_matmul(g, at, dy2);
+        }
+        c->dx[1] = reduce_to(g, d, b);
+    }
+    return at_graph_status(g);
+}
+
+const at_op_def at_op_def_MatMul = {
+    .name = "MatMul",
+    .domain = AT_DOMAIN_ONNX,
+    .min_in = 2,
+    .max_in = 2,
+    .min_out = 1,
+    .max_out = 1,
+    .attrs = matmul_attrs,
+    .infer = matmul_infer,
+    .cpu = matmul_cpu,
+    .grad = matmul_grad,
+};
+
+at_val at_matmul(at_graph *g, at_val a, at_val b) {
+    at_val in[2] = {a, b};
+    if (!g || a == AT_NONE || b == AT_NONE) return AT_NONE;
+    return at_node1(g, "MatMul", in, 2, NULL, 0);
+}
+
+/* ---- Gemm ---- */
+
+static const at_attr_schema gemm_attrs[] = {{"alpha", AT_ATTR_FLOAT, false},
+                                            {"beta", AT_ATTR_FLOAT, false},
+                                            {"transA", AT_ATTR_INT, false},
+                                            {"transB", AT_ATTR_INT, false},
+                                            {NULL}};
+
+static bool has_c(int n_in, const at_dtype *dt) {
+    return n_in > 2 && dt[2] != AT_UNDEFINED;
+}
+
+static at_status gemm_infer(at_infer_ctx *c) {
+    const at_shape *a = &c->in_shape[0], *b = &c->in_shape[1];
+    bool ta = at_attr_int(c->node, "transA", 0) != 0, tb = at_attr_int(c->node, "transB", 0) != 0;
+    bool hc = has_c(c->n_in, c->in_dtype);
+    if (c->in_dtype[0] != AT_F32 || c->in_dtype[1] != AT_F32 || (hc && c->in_dtype[2] != AT_F32))
+        return at_infer_fail(c, AT_E_UNSUPPORTED, "Gemm supports float32 operands only");
+    if (a->rank != 2 || b->rank != 2)
+        return at_infer_fail(c, AT_E_SHAPE, "A and B must be 2-D (got rank %d and %d)", a->rank,
+                             b->rank);
+    int64_t M = a->dim[ta ? 1 : 0], K = a->dim[ta ? 0 : 1];
+    int64_t Kb = b->dim[tb ? 1 : 0], N = b->dim[tb ? 0 : 1];
+    if (K >= 0 && Kb >= 0 && K != Kb)
+        return at_infer_fail(c, AT_E_SHAPE, "inner dims differ (%lld vs %lld)", (long long)K,
+                             (long long)Kb);
+    if (hc) {
+        const at_shape *cs = &c->in_shape[2];
+        if (cs->rank > 2)
+            return at_infer_fail(c, AT_E_SHAPE, "C must have rank <= 2 (got %d)", cs->rank);
+        int64_t want[2] = {M, N};
+        for (int i = 0; i < cs->rank; i++) {
+            int64_t d = cs->dim[i], w = want[2 - cs->rank + i];
+            if (d >= 0 && w >= 0 && d != 1 && d != w)
+                return at_infer_fail(c, AT_E_SHAPE,
+                                     "C does not broadcast to [%lld,%lld] (dim %d is %lld)",
+                                     (long long)M, (long long)N, i, (long long)d);
+        }
+    }
+    c->out_dtype[0] = AT_F32;
+    c->out_shape[0] = AT_SHAPE(M, N);
+    return AT_OK;
+}
+
+static at_status gemm_cpu(at_kernel_ctx *k) {
+    const at_tensor *A = &k->in[0], *B = &k->in[1];
+    const at_tensor *C = k->n_in > 2 && k->in[2].data ? &k->in[2] : NULL;
+    at_tensor *Y = &k->out[0];
+    bool ta = at_attr_int(k->node, "transA", 0) != 0, tb = at_attr_int(k->node, "transB", 0) != 0;
+    float alpha = at_attr_float(k->node, "alpha", 1.0f),
+          beta = at_attr_float(k->node, "beta", 1.0f);
+    int64_t M = A->shape.dim[ta ? 1 : 0], K = A->shape.dim[ta ? 0 : 1];
+    int64_t Kb = B->shape.dim[tb ? 1 : 0], N = B->shape.dim[tb ? 0 : 1];
+    if (K != Kb)
+        return at_kernel_fail(k, AT_E_SHAPE, "inner dims differ (%lld vs %lld)", (long long)K,
+                              (long long)Kb);
+    if (!fits_int(M) || !fits_int(N) || !fits_int(K))
+        return at_kernel_fail(k, AT_E_UNSUPPORTED, "matrix dims exceed the BLAS int range");
+    float *y = AT_F32P(Y);
+    float gemm_beta = 0.0f;
+    if (C) {
+        /* C's strides in [M, N] coordinates; 0 along broadcast dims. */
+        int64_t cm = 0, cn = 0;
+        const at_shape *cs = &C->shape;
+        if (cs->rank == 2) {
+            cm = cs->dim[0] == 1 ? 0 : cs->dim[1];
+            cn = cs->dim[1] == 1 ? 0 : 1;
+            if ((cs->dim[0] != 1 && cs->dim[0] != M) || (cs->dim[1] != 1 && cs->dim[1] != N))
+                return at_kernel_fail(k, AT_E_SHAPE, "C does not broadcast to [%lld,%lld]",
+                                      (long long)M, (long long)N);
+        } else if (cs->rank == 1) {
+            cn = cs->dim[0] == 1 ? 0 : 1;
+            if (cs->dim[0] != 1 && cs->dim[0] != N)
+                return at_kernel_fail(k, AT_E_SHAPE, "C does not broadcast to [%lld,%lld]",
+                                      (long long)M, (long long)N);
+        }
+        const float *cp = AT_F32P(C);
+        int nt = k->threads > 0 ? k->threads : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (M * N > 32768)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) y[i * N + j] = beta * cp[i * cm + j * cn];
+        gemm_beta = 1.0f;
+    }
+    sgemm_rm(ta, tb, M, N, K, alpha, AT_F32P(A), A->shape.dim[1], AT_F32P(B), B->shape.dim[1],
+             gemm_beta, y, N);
+    return AT_OK;
+}
+
+static at_val scaled(at_graph *g, at_val x, float s) {
+    return s == 1.0f ? x : at_mul(g, x, at_const_f32(g, s));
+}
+
+/* With op(A) [M,K], op(B) [K,N]: d op(A) = alpha dY op(B)ᵀ, d op(B) = alpha op(A)ᵀ dY; each
+ * written as one Gemm with the transposes folded into its flags. */
+static at_status gemm_grad(at_grad_ctx *c) {
+    at_graph *g = c->g;
+    const at_node_rec *n = at_grad_node(c);
+    int ta = at_attr_int(n, "transA", 0) != 0, tb = at_attr_int(n, "transB", 0) != 0;
+    float alpha = at_attr_float(n, "alpha", 1.0f), beta = at_attr_float(n, "beta", 1.0f);
+    at_val a = at_grad_in(c, 0), b = at_grad_in(c, 1);
+    at_val cv = c->n_in > 2 ? at_grad_in(c, 2) : AT_NONE;
+    at_val dy = c->dy[0];
+    if (dy == AT_NONE) return AT_OK;
+    if (c->need[0])
+        c->dx[0] = ta ? at_gemm(g, b, dy, AT_NONE, alpha, 1.0f, tb, 1)
+                      : at_gemm(g, dy, b, AT_NONE, alpha, 1.0f, 0, !tb);
+    if (c->need[1])
+        c->dx[1] = tb ? at_gemm(g, dy, a, AT_NONE, alpha, 1.0f, 1, ta)
+                      : at_gemm(g, a, dy, AT_NONE, alpha, 1.0f, !ta, 0);
+    if (cv != AT_NONE && c->n_in > 2 && c->need[2])
+        c->dx[2] = scaled(g, reduce_to(g, dy, cv), beta);
+    return at_graph_status(g);
+}
+
+const at_op_def at_op_def_Gemm = {
+    .name = "Gemm",
+    .domain = AT_DOMAIN_ONNX,
+    .min_in = 2,
+    .max_in = 3,
+    .min_out = 1,
+    .max_out = 1,
+    .attrs = gemm_attrs,
+    .infer = gemm_infer,
+    .cpu = gemm_cpu,
+    .grad = gemm_grad,
+};
+
+at_val at_gemm(at_graph *g, at_val a, at_val b, at_val c, float alpha, float beta, int trans_a,
+               int trans_b) {
+    if (!g || a == AT_NONE || b == AT_NONE) return AT_NONE;
+    at_val in[3] = {a, b, c};
+    at_attr attrs[4];
+    int na = 0;
+    /* Defaults left out, as ONNX exporters do, so files stay small and readable. */
+    if (alpha != 1.0f) attrs[na++] = AT_ATTR_F("alpha", alpha);
+    if (beta != 1.0f) attrs[na++] = AT_ATTR_F("beta", beta);
+    if (trans_a) attrs[na++] = AT_ATTR_I("transA", 1);
+    if (trans_b) attrs[na++] = AT_ATTR_I("transB", 1);
+    return at_node1(g, "Gemm", in, c == AT_NONE ? 2 : 3, attrs, na);
+}

@@ -1,7 +1,365 @@
-/* PLACEHOLDER: the softmax family is being written; these records only name the ops. */
+/* Softmax and LogSoftmax (ONNX 13+: one axis, default -1) and their fused backward ops in
+ * ai.attune:
+ *   SoftmaxGrad(dY, Y)    -> dX = Y * (dY - sum(dY * Y))
+ *   LogSoftmaxGrad(dY, Y) -> dX = dY - exp(Y) * sum(dY)
+ * (sums along the axis). The tensor is seen as [outer, C, inner]; with inner == 1 each row is
+ * contiguous, otherwise a task takes a block of up to SM_BLK inner positions and sweeps C with
+ * unit-stride inner loops. Each row is handled by one thread, so results do not depend on the
+ * thread count. */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
 #include "ops/op.h"
 
-const at_op_def at_op_def_Softmax = {.name = "Softmax", .domain = AT_DOMAIN_ONNX, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
-const at_op_def at_op_def_LogSoftmax = {.name = "LogSoftmax", .domain = AT_DOMAIN_ONNX, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
-const at_op_def at_op_def_SoftmaxGrad = {.name = "SoftmaxGrad", .domain = AT_DOMAIN_ATTUNE, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
-const at_op_def at_op_def_LogSoftmaxGrad = {.name = "LogSoftmaxGrad", .domain = AT_DOMAIN_ATTUNE, .min_in = 0, .max_in = AT_VARIADIC, .min_out = 1, .max_out = AT_VARIADIC};
+#define SM_BLK 64
+
+static int nthreads(const at_kernel_ctx *k) {
+    return k->threads > 0 ? k->threads : omp_get_max_threads();
+}
+
+typedef struct sm_dims {
+    int64_t outer, C, inner;
+} sm_dims;
+
+static at_status sm_dims_of(at_kernel_ctx *k, const at_shape *s, sm_dims *d) {
+    int axis = at_norm_axis(at_attr_int(k->node, "axis", -1), s->rank);
+    if (axis < 0) return at_kernel_fail(k, AT_E_INVALID, "axis out of range");
+    d->outer = at_dims_prod(s, 0, axis);
+    d->C = s->dim[axis];
+    d->inner = at_dims_prod(s, axis + 1, s->rank);
+    return AT_OK;
+}
+
+/* ---- forward ---- */
+
+static void softmax_row(const float *x, float *y, int64_t C, bool logsm) {
+    float m = -INFINITY;
+    for (int64_t c = 0; c < C; c++) m = x[c] > m ? x[c] : m;
+    double s = 0;
+    if (logsm) {
+        for (int64_t c = 0; c < C; c++) s += expf(x[c] - m);
+        /* (x - m) first: exact near the max, where x - lse would cancel */
+        float ls = (float)log(s);
+        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - m) - ls;
+    } else {
+        for (int64_t c = 0; c < C; c++) {
+            float e = expf(x[c] - m);
+            y[c] = e;
+            s += e;
+        }
+        float inv = (float)(1.0 / s);
+        for (int64_t c = 0; c < C; c++) y[c] *= inv;
+    }
+}
+
+/* A block of w inner positions: x and y point at (o, 0, i0); stride is inner. */
+static void softmax_block(const float *x, float *y, int64_t C, int64_t stride, int64_t w,
+                          bool logsm) {
+    float m[SM_BLK];
+    double s[SM_BLK];
+    for (int64_t i = 0; i < w; i++) m[i] = -INFINITY, s[i] = 0;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t i = 0; i < w; i++) m[i] = x[c * stride + i] > m[i] ? x[c * stride + i] : m[i];
+    if (logsm) {
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < w; i++) s[i] += expf(x[c * stride + i] - m[i]);
+        float ls[SM_BLK];
+        for (int64_t i = 0; i < w; i++) ls[i] = (float)log(s[i]);
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < w; i++) y[c * stride + i] = (x[c * stride + i] - m[i]) - ls[i];
+    } else {
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < w; i++) {
+                float e = expf(x[c * stride + i] - m[i]);
+                y[c * stride + i] = e;
+                s[i] += e;
+            }
+        float inv[SM_BLK];
+        for (int64_t i = 0; i < w; i++) inv[i] = (float)(1.0 / s[i]);
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < w; i++) y[c * stride + i] *= inv[i];
+    }
+}
+
+static at_status softmax_cpu_common(at_kernel_ctx *k, bool logsm) {
+    sm_dims d;
+    at_status st = sm_dims_of(k, &k->in[0].shape, &d);
+    if (st) return st;
+    const float *x = AT_F32P(&k->in[0]);
+    float *y = AT_F32P(&k->out[0]);
+    int nt = nthreads(k);
+    int64_t n = d.outer * d.C * d.inner;
+    if (n == 0) return AT_OK;
+    if (d.inner == 1) {
+#pragma omp parallel for num_threads(nt) schedule(static) if (n > 16384)
+        for (int64_t o = 0; o < d.outer; o++) softmax_row(x + o * d.C, y + o * d.C, d.C, logsm);
+    } else {
+        int64_t nb = (d.inner + SM_BLK - 1) / SM_BLK;
+#pragma omp parallel for num_threads(nt) schedule(static) if (n > 16384)
+        for (int64_t t = 0; t < d.outer * nb; t++) {
+            int64_t o = t / nb, i0 = (t % nb) * SM_BLK;
+            int64_t w = d.inner - i0 < SM_BLK ? d.inner - i0 : SM_BLK;
+            int64_t off = o * d.C * d.inner + i0;
+            softmax_block(x + off, y + off, d.C, d.inner, w, logsm);
+        }
+    }
+    return AT_OK;
+}
+
+static at_status softmax_cpu(at_kernel_ctx *k) {
+    return softmax_cpu_common(k, false);
+}
+static at_status log_softmax_cpu(at_kernel_ctx *k) {
+    return softmax_cpu_common(k, true);
+}
+
+/* ---- backward ---- */
+
+static void smgrad_row(const float *dy, const float *y, float *dx, int64_t C, bool logsm) {
+    double s = 0;
+    if (logsm) {
+        for (int64_t c = 0; c < C; c++) s += dy[c];
+        float sf = (float)s;
+        for (int64_t c = 0; c < C; c++) dx[c] = dy[c] - expf(y[c]) * sf;
+    } else {
+        for (int64_t c = 0; c < C; c++) s += (double)dy[c] * y[c];
+        float sf = (float)s;
+        for (int64_t c = 0; c < C; c++) dx[c] = y[c] * (dy[c] - sf);
+    }
+}
+
+static void smgrad_block(const float *dy, const float *y, float *dx, int64_t C, int64_t stride,
+                         int64_t w, bool logsm) {
+    double s[SM_BLK];
+    float sf[SM_BLK];
+    for (int64_t i = 0; i < w; i++) s[i] = 0;
+    if (logsm) {
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < w; i++) s[i] += dy[c * stride + i];
+        for (int64_t i = 0; i < w; i++) sf[i] = (float)s[i];
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < w; i++) {
+                int64_t j = c * stride + i;
+                dx[j] = dy[j] - expf(y[j]) * sf[i];
+            }
+    } else {
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < w; i++) s[i] += (double)dy[c * stride + i] * y[c * stride + i];
+        for (int64_t i = 0; i < w; i++) sf[i] = (float)s[i];
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < w; i++) {
+                int64_t j = c * stride + i;
+                dx[j] = y[j] * (dy[j] - sf[i]);
+            }
+    }
+}
+
+static at_status smgrad_cpu_common(at_kernel_ctx *k, bool logsm) {
+    sm_dims d;
+    at_status st = sm_dims_of(k, &k->in[1].shape, &d);
+    if (st) return st;
+    const float *dy = AT_F32P(&k->in[0]), *y = AT_F32P(&k->in[1]);
+    float *dx = AT_F32P(&k->out[0]);
+    int nt = nthreads(k);
+    int64_t n = d.outer * d.C * d.inner;
+    if (n == 0) return AT_OK;
+    if (d.inner == 1) {
+#pragma omp parallel for num_threads(nt) schedule(static) if (n > 16384)
+        for (int64_t o = 0; o < d.outer; o++)
+            smgrad_row(dy + o * d.C, y + o * d.C, dx + o * d.C, d.C, logsm);
+    } else {
+        int64_t nb = (d.inner + SM_BLK - 1) / SM_BLK;
+#pragma omp parallel for num_threads(nt) schedule(static) if (n > 16384)
+        for (int64_t t = 0; t < d.outer * nb; t++) {
+            int64_t o = t / nb, i0 = (t % nb) * SM_BLK;
+            int64_t w = d.inner - i0 < SM_BLK ? d.inner - i0 : SM_BLK;
+            int64_t off = o * d.C * d.inner + i0;
+            smgrad_block(dy + off, y + off, dx + off, d.C, d.inner, w, logsm);
+        }
+    }
+    return AT_OK;
+}
+
+static at_status softmax_grad_cpu(at_kernel_ctx *k) {
+    return smgrad_cpu_common(k, false);
+}
+static at_status log_softmax_grad_cpu(at_kernel_ctx *k) {
+    return smgrad_cpu_common(k, true);
+}
+
+/* ---- shape rules ---- */
+
+static at_status check_axis(at_infer_ctx *c, const at_shape *s) {
+    int64_t axis = at_attr_int(c->node, "axis", -1);
+    if (at_norm_axis(axis, s->rank) < 0)
+        return at_infer_fail(c, AT_E_SHAPE, "axis %lld out of range for rank %d", (long long)axis,
+                             (int)s->rank);
+    return AT_OK;
+}
+
+static at_status softmax_infer(at_infer_ctx *c) {
+    if (c->in_dtype[0] != AT_F32)
+        return at_infer_fail(c, AT_E_SHAPE, "unsupported dtype %s", at_dtype_name(c->in_dtype[0]));
+    at_status st = check_axis(c, &c->in_shape[0]);
+    if (st) return st;
+    c->out_dtype[0] = AT_F32;
+    c->out_shape[0] = c->in_shape[0];
+    return AT_OK;
+}
+
+static at_status smgrad_infer(at_infer_ctx *c) {
+    if (c->in_dtype[0] != AT_F32 || c->in_dtype[1] != AT_F32)
+        return at_infer_fail(c, AT_E_SHAPE, "dY and Y must be float32");
+    const at_shape *a = &c->in_shape[0], *b = &c->in_shape[1];
+    if (a->rank != b->rank) return at_infer_fail(c, AT_E_SHAPE, "dY and Y ranks differ");
+    for (int d = 0; d < a->rank; d++)
+        if (a->dim[d] >= 0 && b->dim[d] >= 0 && a->dim[d] != b->dim[d])
+            return at_infer_fail(c, AT_E_SHAPE, "dY and Y differ in dim %d", d);
+    at_status st = check_axis(c, b);
+    if (st) return st;
+    c->out_dtype[0] = AT_F32;
+    c->out_shape[0] = *b;
+    return AT_OK;
+}
+
+/* ---- gradient rules ---- */
+
+static at_status emit_axis_op(at_grad_ctx *c, const char *op, at_val a, at_val b, at_val *out) {
+    at_attr attr = AT_ATTR_I("axis", at_attr_int(at_grad_node(c), "axis", -1));
+    at_val in[2] = {a, b};
+    if (at_node_add(c->g, op, AT_DOMAIN_ATTUNE, in, 2, out, 1, &attr, 1) < 0) {
+        at_status st = at_graph_status(c->g);
+        return st ? st : AT_E_INTERNAL;
+    }
+    return AT_OK;
+}
+
+static at_status softmax_grad(at_grad_ctx *c) {
+    if (!c->need[0] || c->dy[0] == AT_NONE) return AT_OK;
+    return emit_axis_op(c, "SoftmaxGrad", c->dy[0], at_grad_out(c, 0), &c->dx[0]);
+}
+
+static at_status log_softmax_grad(at_grad_ctx *c) {
+    if (!c->need[0] || c->dy[0] == AT_NONE) return AT_OK;
+    return emit_axis_op(c, "LogSoftmaxGrad", c->dy[0], at_grad_out(c, 0), &c->dx[0]);
+}
+
+/* Sum of v along the node's axis, kept as a size-1 dim so it broadcasts back. */
+static at_val axis_sum(at_grad_ctx *c, at_val v, int64_t axis) {
+    return at_reduce_sum(c->g, v, 1, &axis, 1);
+}
+
+static at_status graph_st(at_grad_ctx *c) {
+    at_status st = at_graph_status(c->g);
+    return st ? st : AT_E_INTERNAL;
+}
+
+/* SoftmaxGrad is J^T dY with J^T = diag(Y) - Y Y^T symmetric, so its adjoint in dY is itself;
+ * in Y: d/dY_k = g_k (dY_k - s) - dY_k sum(g Y), with s = sum(dY Y). */
+static at_status softmax_grad_grad(at_grad_ctx *c) {
+    at_val g = c->dy[0];
+    if (g == AT_NONE) return AT_OK;
+    int64_t axis = at_attr_int(at_grad_node(c), "axis", -1);
+    at_val dy = at_grad_in(c, 0), y = at_grad_in(c, 1);
+    if (c->need[0]) {
+        at_status st = emit_axis_op(c, "SoftmaxGrad", g, y, &c->dx[0]);
+        if (st) return st;
+    }
+    if (c->need[1]) {
+        at_val s = axis_sum(c, at_mul(c->g, dy, y), axis);
+        at_val gy = axis_sum(c, at_mul(c->g, g, y), axis);
+        at_val t1 = at_mul(c->g, g, at_sub(c->g, dy, s));
+        c->dx[1] = at_sub(c->g, t1, at_mul(c->g, dy, gy));
+        if (c->dx[1] == AT_NONE) return graph_st(c);
+    }
+    return AT_OK;
+}
+
+/* dX = dY - exp(Y) * sum(dY): in dY, g - sum(g * exp(Y)); in Y, -g * exp(Y) * sum(dY). */
+static at_status log_softmax_grad_grad(at_grad_ctx *c) {
+    at_val g = c->dy[0];
+    if (g == AT_NONE) return AT_OK;
+    int64_t axis = at_attr_int(at_grad_node(c), "axis", -1);
+    at_val dy = at_grad_in(c, 0), y = at_grad_in(c, 1);
+    at_val p = at_exp(c->g, y);
+    if (c->need[0]) {
+        c->dx[0] = at_sub(c->g, g, axis_sum(c, at_mul(c->g, g, p), axis));
+        if (c->dx[0] == AT_NONE) return graph_st(c);
+    }
+    if (c->need[1]) {
+        at_val t = at_mul(c->g, at_mul(c->g, g, p), axis_sum(c, dy, axis));
+        c->dx[1] = at_neg(c->g, t);
+        if (c->dx[1] == AT_NONE) return graph_st(c);
+    }
+    return AT_OK;
+}
+
+/* ---- records ---- */
+
+static const at_attr_schema axis_attrs[] = {{"axis", AT_ATTR_INT, false}, {NULL}};
+
+const at_op_def at_op_def_Softmax = {
+    .name = "Softmax",
+    .domain = AT_DOMAIN_ONNX,
+    .min_in = 1,
+    .max_in = 1,
+    .min_out = 1,
+    .max_out = 1,
+    .attrs = axis_attrs,
+    .infer = softmax_infer,
+    .cpu = softmax_cpu,
+    .grad = softmax_grad,
+};
+const at_op_def at_op_def_LogSoftmax = {
+    .name = "LogSoftmax",
+    .domain = AT_DOMAIN_ONNX,
+    .min_in = 1,
+    .max_in = 1,
+    .min_out = 1,
+    .max_out = 1,
+    .attrs = axis_attrs,
+    .infer = softmax_infer,
+    .cpu = log_softmax_cpu,
+    .grad = log_softmax_grad,
+};
+/* inputs: dY, Y (the forward output) */
+const at_op_def at_op_def_SoftmaxGrad = {
+    .name = "SoftmaxGrad",
+    .domain = AT_DOMAIN_ATTUNE,
+    .min_in = 2,
+    .max_in = 2,
+    .min_out = 1,
+    .max_out = 1,
+    .attrs = axis_attrs,
+    .infer = smgrad_infer,
+    .cpu = softmax_grad_cpu,
+    .grad = softmax_grad_grad,
+};
+const at_op_def at_op_def_LogSoftmaxGrad = {
+    .name = "LogSoftmaxGrad",
+    .domain = AT_DOMAIN_ATTUNE,
+    .min_in = 2,
+    .max_in = 2,
+    .min_out = 1,
+    .max_out = 1,
+    .attrs = axis_attrs,
+    .infer = smgrad_infer,
+    .cpu = log_softmax_grad_cpu,
+    .grad = log_softmax_grad_grad,
+};
+
+/* ---- builders ---- */
+
+static at_val axis_build(at_graph *g, const char *op, at_val x, int axis) {
+    if (x == AT_NONE) return AT_NONE;
+    at_attr a = AT_ATTR_I("axis", axis);
+    return at_node1(g, op, &x, 1, &a, 1);
+}
+
+at_val at_softmax(at_graph *g, at_val x, int axis) {
+    return axis_build(g, "Softmax", x, axis);
+}
+at_val at_log_softmax(at_graph *g, at_val x, int axis) {
+    return axis_build(g, "LogSoftmax", x, axis);
+}

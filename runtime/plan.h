@@ -1,0 +1,54 @@
+/* A plan: what one run of a session does for one fetch/target set and one
+ * binding of the graph's symbols: the nodes in order, every value's
+ * concrete type and where its memory lives. Internal. */
+#ifndef ATTUNE_RUNTIME_PLAN_H
+#define ATTUNE_RUNTIME_PLAN_H
+
+#include "attune/session.h"
+#include "ops/op.h"
+
+typedef enum at_loc {
+    AT_LOC_NONE = 0,  /* not used by this plan */
+    AT_LOC_FEED,      /* caller's feed buffer */
+    AT_LOC_GRAPH,     /* initializer buffer owned by the graph */
+    AT_LOC_ARENA,     /* session arena at offset */
+    AT_LOC_FOLDED,    /* computed while planning, owned by the plan */
+} at_loc;
+
+typedef struct at_plan_step {
+    int node;
+    int first_in, first_out; /* into the plan's io tensor array */
+    int64_t ws_off;          /* arena offset of the workspace, or -1 */
+    size_t ws_size;
+} at_plan_step;
+
+typedef struct at_plan {
+    /* key */
+    int n_key;
+    at_val *key;      /* sorted fetch + target values */
+    int64_t *sym_val; /* bound value of each graph symbol (-1 unbound) */
+    int n_syms;
+    uint64_t graph_version;
+
+    int n_steps;
+    at_plan_step *steps;
+    at_tensor *io; /* per step: inputs then outputs (data filled per run) */
+    int n_io;
+
+    int n_vals;
+    at_loc *loc;
+    int64_t *offset;      /* arena offset per value, or -1 */
+    at_dtype *dtype;      /* concrete type per value */
+    at_shape *shape;
+    void **folded;        /* plan-owned data of folded values */
+    size_t arena_bytes;   /* arena this plan needs */
+    size_t values_bytes;  /* what the arena values would need without reuse */
+} at_plan;
+
+/* Builds the plan for the given feeds (types only are read), fetch and
+ * targets. On error returns NULL with the message in err. */
+at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, const at_val *want,
+                       int n_want, int threads, at_err *err);
+void at_plan_free(at_plan *p);
+
+#endif
