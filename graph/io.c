@@ -817,15 +817,15 @@ static at_status check_dtype(loader *L, const char *what, bool has, int32_t t, a
     return AT_OK;
 }
 
-/* The contents of a TensorProto as little-endian-decoded host bytes: either
- * a pointer into the message (*owned NULL) or a pool copy. */
+/* A TensorProto as a host tensor: data points into the message (raw_data
+ * on a little-endian host) or into scratch (typed fields, byte swaps). */
 static at_status read_tensor(loader *L, const TensorProto *t, const char *what, at_tensor *out) {
     at_dtype dt;
     at_status st = check_dtype(L, what, t->has_data_type, t->data_type, &dt);
     if (st != AT_OK) return st;
     if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
         return fmt_err(L, AT_E_UNSUPPORTED, "%s: external data is not supported", what);
-    size_t bytes;
+    size_t bytes = 0;
     at_shape shape;
     st = check_dims(L, what, t->n_dims, t->dims, dt, &shape, &bytes);
     if (st != AT_OK) return st;

@@ -80,7 +80,8 @@ static int64_t dim_or_fresh(at_infer_ctx *c, int64_t known, int64_t mult) {
     return c->concrete ? -1 : at_sym_fresh(c->g);
 }
 
-static at_status lstm_check(at_infer_ctx *c, lstm_shapes *s) {
+/* grad: the node is LSTMGrad, whose input 7 is dY, not P. */
+static at_status lstm_check(at_infer_ctx *c, lstm_shapes *s, bool grad) {
     const at_node_rec *n = c->node;
     const char *dir = at_attr_str(n, "direction", "forward");
     s->dir = parse_direction(dir);
@@ -99,7 +100,7 @@ static at_status lstm_check(at_infer_ctx *c, lstm_shapes *s) {
     if (at_attr_find(n, "activation_alpha") || at_attr_find(n, "activation_beta"))
         return at_infer_fail(c, AT_E_UNSUPPORTED,
                              "only the default activations (Sigmoid, Tanh, Tanh) are supported");
-    if (has(c, IN_P))
+    if (!grad && has(c, IN_P))
         return at_infer_fail(c, AT_E_UNSUPPORTED, "peepholes (input P) are not supported");
 
     const at_shape *x = &c->in_shape[IN_X];
@@ -134,7 +135,7 @@ static at_status lstm_check(at_infer_ctx *c, lstm_shapes *s) {
 
 static at_status lstm_infer(at_infer_ctx *c) {
     lstm_shapes s;
-    at_status st = lstm_check(c, &s);
+    at_status st = lstm_check(c, &s, false);
     if (st != AT_OK) return st;
     for (int j = 0; j < c->n_out; j++) {
         c->out_dtype[j] = AT_F32;
@@ -145,7 +146,7 @@ static at_status lstm_infer(at_infer_ctx *c) {
 
 static at_status lstm_grad_infer(at_infer_ctx *c) {
     lstm_shapes s;
-    at_status st = lstm_check(c, &s);
+    at_status st = lstm_check(c, &s, true);
     if (st != AT_OK) return st;
     if (has(c, GI_DY) && (st = expect(c, GI_DY, "dY", AT_F32, 4, s.y.dim)) != AT_OK) return st;
     if (has(c, GI_DYH) && (st = expect(c, GI_DYH, "dY_h", AT_F32, 3, s.state.dim)) != AT_OK)

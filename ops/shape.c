@@ -297,44 +297,47 @@ static void strided_copy(void *dst, const void *src, size_t es, int rank, const 
     }
 }
 
+/* One tile of a transpose: o[i * J + j] = x[j * I + i] for i in [i0, i1), j in [j0, j1). */
+#define TILE_FN(T, name)                                                                           \
+    static void name(void *out, const void *in, int64_t I, int64_t J, int64_t i0, int64_t i1,      \
+                     int64_t j0, int64_t j1) {                                                     \
+        T *o = out;                                                                                \
+        const T *x = in;                                                                           \
+        for (int64_t i = i0; i < i1; i++)                                                          \
+            for (int64_t j = j0; j < j1; j++) o[i * J + j] = x[j * I + i];                         \
+    }
+TILE_FN(uint8_t, tile_1)
+TILE_FN(uint16_t, tile_2)
+TILE_FN(uint32_t, tile_4)
+TILE_FN(uint64_t, tile_8)
+#undef TILE_FN
+
 /* out[b][i][j] = in[b][j][i] with in [B, J, I], in 32x32 tiles so both sides stay in cache. */
 static void transpose_2d(void *out, const void *in, size_t es, int64_t B, int64_t I, int64_t J,
                          int threads) {
     enum { TB = 32 };
-    int64_t ti = (I + TB - 1) / TB, tj = (J + TB - 1) / TB, units = B * ti * tj;
-#define TRANSPOSE_T(T)                                                                             \
-    do {                                                                                           \
-        T *o = (T *)out;                                                                           \
-        const T *x = (const T *)in;                                                                \
-        _Pragma("omp parallel for num_threads(threads) if (B * I * J > PAR_MIN) "                  \
-                "schedule(static)") for (int64_t u = 0; u < units; u++) {                          \
-            int64_t b = u / (ti * tj), i0 = (u / tj) % ti * TB, j0 = u % tj * TB;                  \
-            int64_t i1 = i0 + TB < I ? i0 + TB : I, j1 = j0 + TB < J ? j0 + TB : J;                \
-            T *ob = o + b * I * J;                                                                 \
-            const T *xb = x + b * I * J;                                                           \
-            for (int64_t i = i0; i < i1; i++)                                                      \
-                for (int64_t j = j0; j < j1; j++) ob[i * J + j] = xb[j * I + i];                   \
-        }                                                                                          \
-    } while (0)
-    switch (es) {
-    case 1:
-        TRANSPOSE_T(uint8_t);
-        break;
-    case 2:
-        TRANSPOSE_T(uint16_t);
-        break;
-    case 4:
-        TRANSPOSE_T(uint32_t);
-        break;
-    case 8:
-        TRANSPOSE_T(uint64_t);
-        break;
-    default: {
+    void (*tile)(void *, const void *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) =
+        es == 1   ? tile_1
+        : es == 2 ? tile_2
+        : es == 4 ? tile_4
+        : es == 8 ? tile_8
+                  : NULL;
+    if (!tile) {
         int64_t dims[3] = {B, I, J}, ds[3] = {I * J, J, 1}, ss[3] = {I * J, 1, I};
         strided_copy(out, in, es, 3, dims, ds, ss, threads);
+        return;
     }
+    int64_t ti = (I + TB - 1) / TB, tj = (J + TB - 1) / TB, units = B * ti * tj;
+    bool par = B * I * J > PAR_MIN && units > 1;
+    char *op = out;
+    const char *xp = in;
+#pragma omp parallel for num_threads(threads) if (par) schedule(static)
+    for (int64_t u = 0; u < units; u++) {
+        int64_t b = u / (ti * tj), i0 = (u / tj) % ti * TB, j0 = u % tj * TB;
+        int64_t i1 = i0 + TB < I ? i0 + TB : I, j1 = j0 + TB < J ? j0 + TB : J;
+        size_t off = (size_t)(b * I * J) * es;
+        tile(op + off, xp + off, I, J, i0, i1, j0, j1);
     }
-#undef TRANSPOSE_T
 }
 
 /* ------------------------------------------------------------------------------------------ */
