@@ -271,7 +271,8 @@ static void *sv_array(saver *sv, size_t n, size_t elem) { return pool_alloc(&sv-
 
 /* Shape inference names the symbols it invents "_d<k>" (at_sym_fresh). */
 static bool is_anonymous_sym(const char *name) {
-    if (!name || name[0] != '_' || name[1] != 'd' || !name[2]) return true;
+    if (!name) return true;
+    if (name[0] != '_' || name[1] != 'd' || !name[2]) return false;
     for (const char *p = name + 2; *p; p++)
         if (*p < '0' || *p > '9') return false;
     return true;

@@ -76,7 +76,8 @@ static at_status ce_setup(at_kernel_ctx *k, int xi, int li, int wi, ce_ctx *c) {
         int64_t lab = label_at(c, p);
         if (ignored(c, lab)) continue;
         if (lab < 0 || lab >= c->C)
-            return at_kernel_fail(k, AT_E_INVALID, "label %lld at position %lld out of range [0, %lld)",
+            return at_kernel_fail(k, AT_E_INVALID,
+                                  "label %lld at position %lld out of range [0, %lld)",
                                   (long long)lab, (long long)p, (long long)c->C);
     }
     return AT_OK;
@@ -123,8 +124,7 @@ static at_status ce_cpu(at_kernel_ctx *k) {
         if (lp) {
             float *o = lp + n * c.C * c.S + s0;
             for (int64_t cl = 0; cl < c.C; cl++)
-                for (int64_t i = 0; i < w; i++)
-                    o[cl * c.S + i] = (x[cl * c.S + i] - m[i]) - ls[i];
+                for (int64_t i = 0; i < w; i++) o[cl * c.S + i] = (x[cl * c.S + i] - m[i]) - ls[i];
         }
         for (int64_t i = 0; i < w; i++) {
             int64_t pos = n * c.S + s0 + i, lab = label_at(&c, pos);
@@ -205,7 +205,9 @@ static at_status ce_grad_cpu(at_kernel_ctx *k) {
 
 /* ---- shape rules ---- */
 
-static bool dims_conflict(int64_t a, int64_t b) { return a >= 0 && b >= 0 && a != b; }
+static bool dims_conflict(int64_t a, int64_t b) {
+    return a >= 0 && b >= 0 && a != b;
+}
 
 /* Checks scores (input xi), labels (li) and weights (wi, optional). */
 static at_status ce_check(at_infer_ctx *c, int xi, int li, int wi) {
@@ -320,18 +322,30 @@ static const at_attr_schema ce_grad_attrs[] = {{"reduction", AT_ATTR_STRING, fal
                                                {NULL}};
 
 const at_op_def at_op_def_SoftmaxCrossEntropyLoss = {
-    .name = "SoftmaxCrossEntropyLoss", .domain = AT_DOMAIN_ONNX,
-    .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 2,
+    .name = "SoftmaxCrossEntropyLoss",
+    .domain = AT_DOMAIN_ONNX,
+    .min_in = 2,
+    .max_in = 3,
+    .min_out = 1,
+    .max_out = 2,
     .attrs = ce_attrs,
-    .infer = ce_infer, .cpu = ce_cpu, .workspace = ce_ws, .grad = ce_grad,
+    .infer = ce_infer,
+    .cpu = ce_cpu,
+    .workspace = ce_ws,
+    .grad = ce_grad,
     .nondiff = (1u << 1) | (1u << 2),
 };
 /* inputs: dLoss, log_prob or scores, labels, weights? */
 const at_op_def at_op_def_SoftmaxCrossEntropyLossGrad = {
-    .name = "SoftmaxCrossEntropyLossGrad", .domain = AT_DOMAIN_ATTUNE,
-    .min_in = 3, .max_in = 4, .min_out = 1, .max_out = 1,
+    .name = "SoftmaxCrossEntropyLossGrad",
+    .domain = AT_DOMAIN_ATTUNE,
+    .min_in = 3,
+    .max_in = 4,
+    .min_out = 1,
+    .max_out = 1,
     .attrs = ce_grad_attrs,
-    .infer = ce_grad_infer, .cpu = ce_grad_cpu,
+    .infer = ce_grad_infer,
+    .cpu = ce_grad_cpu,
     .nondiff = (1u << 1) | (1u << 2) | (1u << 3),
 };
 

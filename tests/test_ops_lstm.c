@@ -313,10 +313,96 @@ static void test_bad_lengths(void) {
     at_graph_free(g);
 }
 
+/* Symbolic T and B pass through inference and autodiff, and one graph runs at two sizes. */
+static void test_symbolic(void) {
+    at_graph *g = at_graph_new();
+    int64_t T = at_sym(g, "T"), B = at_sym(g, "B");
+    at_val x = at_input(g, "x", AT_F32, AT_SHAPE(T, B, 5));
+    at_val w = at_param(g, "w", AT_F32, AT_SHAPE(2, 16, 5), 0);
+    at_val r = at_param(g, "r", AT_F32, AT_SHAPE(2, 16, 4), 0);
+    uint64_t st = 5;
+    float *wd = at_value_data(g, w), *rd = at_value_data(g, r);
+    for (int i = 0; i < 160; i++) wd[i] = (float)(oh_unif(&st) - 0.5);
+    for (int i = 0; i < 128; i++) rd[i] = (float)(oh_unif(&st) - 0.5);
+    at_val y, yh;
+    CHECK(at_lstm(g, x, w, r, AT_NONE, AT_NONE, AT_NONE, AT_NONE, 4, "bidirectional", &y, &yh,
+                  NULL) == AT_OK,
+          "build: %s", at_graph_error(g));
+    at_shape ys = at_value_shape(g, y);
+    CHECK(ys.rank == 4 && ys.dim[0] == T && ys.dim[1] == 2 && ys.dim[2] == B && ys.dim[3] == 4,
+          "Y keeps the symbols");
+    int64_t ax[4] = {0, 1, 2, 3};
+    at_val loss =
+        at_add(g, at_reduce_sum(g, at_mul(g, y, y), 4, ax, 0), at_reduce_sum(g, yh, 3, ax, 0));
+    at_val wrt[2] = {x, w}, gr[2];
+    CHECK(at_backward(g, loss, wrt, 2, gr) == AT_OK, "backward: %s", at_graph_error(g));
+    at_shape gs = at_value_shape(g, gr[0]);
+    CHECK(gs.rank == 3 && gs.dim[0] == T && gs.dim[1] == B && gs.dim[2] == 5, "dX keeps symbols");
+    at_err e;
+    at_session *s = at_session_new(g, NULL, &e);
+    CHECK(s != NULL, "session: %s", s ? "" : e.msg);
+    for (int k = 0; s && k < 2; k++) {
+        int64_t t = k ? 6 : 3, b = k ? 4 : 2;
+        float xs[6 * 4 * 5];
+        for (int i = 0; i < t * b * 5; i++) xs[i] = (float)(oh_unif(&st) * 2 - 1);
+        at_feed f = {x, {AT_F32, AT_SHAPE(t, b, 5), xs}};
+        at_tensor out[2];
+        at_status rs = at_session_run(s, &f, 1, gr, 2, out, NULL, 0);
+        CHECK(rs == AT_OK, "run T=%lld B=%lld: %s", (long long)t, (long long)b,
+              at_session_error(s));
+        if (rs == AT_OK)
+            CHECK(out[0].shape.dim[0] == t && out[0].shape.dim[1] == b, "dX [%lld,%lld,..]",
+                  (long long)out[0].shape.dim[0], (long long)out[0].shape.dim[1]);
+    }
+    at_session_free(s);
+    at_graph_free(g);
+}
+
+/* A node with only Y (as ONNX files often have) gets the same gradient as the full node. */
+static void test_y_only_node(void) {
+    float gw[2][80];
+    for (int v = 0; v < 2; v++) {
+        at_graph *g = at_graph_new();
+        at_val x = at_input(g, "x", AT_F32, AT_SHAPE(4, 3, 5));
+        at_val w = at_param(g, "w", AT_F32, AT_SHAPE(1, 16, 5), 0);
+        at_val r = at_param(g, "r", AT_F32, AT_SHAPE(1, 16, 4), 0);
+        uint64_t st = 11;
+        float *wd = at_value_data(g, w), *rd = at_value_data(g, r);
+        for (int i = 0; i < 80; i++) wd[i] = (float)(oh_unif(&st) - 0.5);
+        for (int i = 0; i < 64; i++) rd[i] = (float)(oh_unif(&st) - 0.5);
+        at_val in[3] = {x, w, r}, out[3];
+        at_attr a = AT_ATTR_I("hidden_size", 4);
+        CHECK(at_node_add(g, "LSTM", "", in, 3, out, v ? 1 : 3, &a, 1) >= 0, "add: %s",
+              at_graph_error(g));
+        int64_t ax[4] = {0, 1, 2, 3};
+        at_val loss = at_reduce_sum(g, at_mul(g, out[0], out[0]), 4, ax, 0), gr;
+        CHECK(at_backward(g, loss, &w, 1, &gr) == AT_OK, "backward: %s", at_graph_error(g));
+        at_err e;
+        at_session *s = at_session_new(g, NULL, &e);
+        float xs[60];
+        for (int i = 0; i < 60; i++) xs[i] = (float)(oh_unif(&st) * 2 - 1);
+        at_feed f = {x, {AT_F32, AT_SHAPE(4, 3, 5), xs}};
+        at_tensor t;
+        memset(gw[v], 0, sizeof gw[v]);
+        if (s && at_session_run(s, &f, 1, &gr, 1, &t, NULL, 0) == AT_OK)
+            memcpy(gw[v], t.data, sizeof gw[v]);
+        else
+            CHECK(0, "run: %s", s ? at_session_error(s) : e.msg);
+        at_session_free(s);
+        at_graph_free(g);
+    }
+    CHECK(memcmp(gw[0], gw[1], sizeof gw[0]) == 0, "Y-only node: same dW");
+    double norm = 0;
+    for (int i = 0; i < 80; i++) norm += fabs(gw[0][i]);
+    CHECK(norm > 1e-3, "dW is not trivially zero (%g)", norm);
+}
+
 int main(int argc, char **argv) {
     int rc = run_rows(argc, argv);
     if (argc > 1) return rc;
     test_rejections();
     test_bad_lengths();
+    test_symbolic();
+    test_y_only_node();
     return check_done("test_ops_lstm custom") | rc;
 }
