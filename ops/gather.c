@@ -6,9 +6,8 @@
 
 #include "ops/op.h"
 
-/* Defined in ops/shape.c: the shape-value reader and plan-time folding. */
+/* Defined in ops/shape.c: reads a shape-like input as (possibly symbolic) dims. */
 bool at_infer_shape_input(const at_infer_ctx *c, int i, int n, int64_t *v, bool *sym);
-void at_infer_fold(at_infer_ctx *c, at_kernel_fn fn);
 
 #define PAR_MIN 32768
 
@@ -108,10 +107,7 @@ static at_status gather_cpu(at_kernel_ctx *k) {
 
 static at_status gather_infer(at_infer_ctx *c) {
     c->out_dtype[0] = c->in_dtype[0];
-    at_status st =
-        gather_shape(c, &c->in_shape[0], &c->in_shape[1], c->in_dtype[1], &c->out_shape[0]);
-    if (st == AT_OK) at_infer_fold(c, gather_cpu);
-    return st;
+    return gather_shape(c, &c->in_shape[0], &c->in_shape[1], c->in_dtype[1], &c->out_shape[0]);
 }
 
 static at_status gather_grad(at_grad_ctx *c) {

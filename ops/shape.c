@@ -2,9 +2,9 @@
  * op SliceGrad), Unsqueeze, Squeeze, Expand, Constant, ConstantOfShape.
  *
  * These ops move bytes without looking at them, so every kernel works for any dtype through
- * the element size. Shape arithmetic (Shape -> Gather/Slice/Concat -> Reshape) is folded at
- * plan time: each shape-like op publishes its integer output from its infer function when its
- * inputs are known, so gradient rules can use at_shape_of on symbolic shapes. */
+ * the element size. Shape publishes its output from its shape rule whenever the dims are
+ * known, so the planner folds shape arithmetic (Shape -> Concat -> Reshape/Split/...) and
+ * gradient rules can use at_shape_of on symbolic shapes. */
 #include <limits.h>
 #include <omp.h>
 #include <stdint.h>
@@ -19,9 +19,8 @@
 /* Elements a strided-copy work unit moves at most, so a few long rows still spread. */
 #define COPY_CHUNK 16384
 
-/* Shared with ops/gather.c (declared there): the shape-value reader and the folding helper. */
+/* Shared with ops/gather.c (declared there). */
 bool at_infer_shape_input(const at_infer_ctx *c, int i, int n, int64_t *v, bool *sym);
-void at_infer_fold(at_infer_ctx *c, at_kernel_fn fn);
 
 /* ------------------------------------------------------------------------------------------ */
 /* small helpers */
@@ -120,7 +119,7 @@ static at_status unknown_input(at_infer_ctx *c, int i) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Shape values and plan-time folding (shared with ops/gather.c) */
+/* Shape values (shared with ops/gather.c) */
 
 /* Reads input i, an int64 vector of n entries holding dims, into v: numbers when its data is
  * known, or, while building, the (possibly symbolic) dims of x when the value is Shape(x).
@@ -159,54 +158,6 @@ bool at_infer_shape_input(const at_infer_ctx *c, int i, int n, int64_t *v, bool 
         sym[k] = v[k] < 0;
     }
     return true;
-}
-
-/* Runs the node's own kernel on its known inputs and publishes the outputs, so chains of
- * shape arithmetic fold at plan time. Only small integer outputs: that is what shapes are. */
-void at_infer_fold(at_infer_ctx *c, at_kernel_fn fn) {
-    enum { MAX_IO = 16, WORDS = AT_INFER_BUF / 8 };
-    if (!c->out_data || !c->out_buf || c->n_in > MAX_IO || c->n_out > MAX_IO) return;
-    at_tensor in[MAX_IO], out[MAX_IO];
-    static _Thread_local int64_t obuf[MAX_IO][WORDS], ibuf[MAX_IO][WORDS];
-    for (int j = 0; j < c->n_out; j++) {
-        if (c->out_dtype[j] != AT_I64 && c->out_dtype[j] != AT_I32) return;
-        if (!shape_concrete(&c->out_shape[j])) return;
-        size_t bytes = (size_t)shape_numel(&c->out_shape[j]) * at_dtype_size(c->out_dtype[j]);
-        if (bytes > AT_INFER_BUF) return;
-        out[j] = (at_tensor){c->out_dtype[j], c->out_shape[j], obuf[j]};
-    }
-    for (int i = 0; i < c->n_in; i++) {
-        in[i] = (at_tensor){c->in_dtype[i], c->in_shape[i], NULL};
-        if (c->in_dtype[i] == AT_UNDEFINED) {
-            in[i].dtype = AT_UNDEFINED;
-            continue;
-        }
-        if (!c->in_data[i] || !shape_concrete(&c->in_shape[i])) return;
-        const void *p = c->in_data[i];
-        if ((uintptr_t)p % 8) {
-            /* published values live in byte buffers that need not be aligned */
-            size_t bytes = (size_t)shape_numel(&c->in_shape[i]) * at_dtype_size(c->in_dtype[i]);
-            if (bytes > AT_INFER_BUF) return;
-            memcpy(ibuf[i], p, bytes);
-            p = ibuf[i];
-        }
-        in[i].data = (void *)p;
-    }
-    at_kernel_ctx k;
-    memset(&k, 0, sizeof k);
-    k.node = c->node;
-    k.node_id = -1;
-    k.n_in = c->n_in;
-    k.n_out = c->n_out;
-    k.in = in;
-    k.out = out;
-    k.threads = 1;
-    if (fn(&k) != AT_OK) return; /* bad data: the kernel reports it when the node runs */
-    for (int j = 0; j < c->n_out; j++) {
-        size_t bytes = (size_t)shape_numel(&out[j].shape) * at_dtype_size(out[j].dtype);
-        memcpy(c->out_buf[j], obuf[j], bytes);
-        c->out_data[j] = c->out_buf[j];
-    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -619,12 +570,6 @@ static at_status copy_cpu(at_kernel_ctx *k) {
     return AT_OK;
 }
 
-static at_status reshape_infer_fold(at_infer_ctx *c) {
-    at_status st = reshape_infer(c);
-    if (st == AT_OK) at_infer_fold(c, copy_cpu);
-    return st;
-}
-
 static at_status reshape_grad(at_grad_ctx *c) {
     if (!c->need[0] || c->dy[0] == AT_NONE) return AT_OK;
     c->dx[0] = reshape_like(c->g, c->dy[0], at_grad_in(c, 0));
@@ -639,7 +584,7 @@ const at_op_def at_op_def_Reshape = {
     .min_out = 1,
     .max_out = 1,
     .attrs = reshape_attrs,
-    .infer = reshape_infer_fold,
+    .infer = reshape_infer,
     .cpu = copy_cpu,
     .grad = reshape_grad,
     .nondiff = 1u << 1,
@@ -734,12 +679,6 @@ static at_status concat_cpu(at_kernel_ctx *k) {
     return AT_OK;
 }
 
-static at_status concat_infer_fold(at_infer_ctx *c) {
-    at_status st = concat_infer(c);
-    if (st == AT_OK) at_infer_fold(c, concat_cpu);
-    return st;
-}
-
 static at_val split_node(at_graph *g, at_val x, at_val sizes, int axis, int n, at_val *outs) {
     at_val in[2] = {x, sizes};
     at_attr a = AT_ATTR_I("axis", axis);
@@ -795,7 +734,7 @@ const at_op_def at_op_def_Concat = {
     .min_out = 1,
     .max_out = 1,
     .attrs = concat_attrs,
-    .infer = concat_infer_fold,
+    .infer = concat_infer,
     .cpu = concat_cpu,
     .grad = concat_grad,
 };
@@ -899,12 +838,6 @@ static at_status split_cpu(at_kernel_ctx *k) {
     return AT_OK;
 }
 
-static at_status split_infer_fold(at_infer_ctx *c) {
-    at_status st = split_infer(c);
-    if (st == AT_OK) at_infer_fold(c, split_cpu);
-    return st;
-}
-
 /* Concat of the outputs' gradients; an output without one contributes zeros. */
 static at_status split_grad(at_grad_ctx *c) {
     if (!c->need[0]) return AT_OK;
@@ -938,7 +871,7 @@ const at_op_def at_op_def_Split = {
     .min_out = 1,
     .max_out = AT_VARIADIC,
     .attrs = split_attrs,
-    .infer = split_infer_fold,
+    .infer = split_infer,
     .cpu = split_cpu,
     .grad = split_grad,
     .nondiff = 1u << 1,
@@ -1142,12 +1075,6 @@ static at_status slice_cpu(at_kernel_ctx *k) {
     return AT_OK;
 }
 
-static at_status slice_infer_fold(at_infer_ctx *c) {
-    at_status st = slice_infer(c);
-    if (st == AT_OK) at_infer_fold(c, slice_cpu);
-    return st;
-}
-
 /* SliceGrad(dy, shape(x), starts, ends, axes?, steps?): zeros of x's shape with dy written
  * where the slice read. */
 static at_val slice_grad_node(at_graph *g, at_val dy, at_val shape, const at_val *params,
@@ -1177,7 +1104,7 @@ const at_op_def at_op_def_Slice = {
     .max_in = 5,
     .min_out = 1,
     .max_out = 1,
-    .infer = slice_infer_fold,
+    .infer = slice_infer,
     .cpu = slice_cpu,
     .grad = slice_grad,
     .nondiff = 0x1e,
@@ -1328,7 +1255,6 @@ static at_status unsqueeze_infer(at_infer_ctx *c) {
         ins[d] = true;
     }
     for (int d = 0, i = 0; d < r; d++) y->dim[d] = ins[d] ? 1 : x->dim[i++];
-    at_infer_fold(c, copy_cpu);
     return AT_OK;
 }
 
@@ -1394,7 +1320,6 @@ static at_status squeeze_infer(at_infer_ctx *c) {
     y->rank = 0;
     for (int d = 0; d < x->rank; d++)
         if (!drop[d]) y->dim[y->rank++] = x->dim[d];
-    at_infer_fold(c, copy_cpu);
     return AT_OK;
 }
 
@@ -1487,12 +1412,6 @@ static at_status expand_cpu(at_kernel_ctx *k) {
     return AT_OK;
 }
 
-static at_status expand_infer_fold(at_infer_ctx *c) {
-    at_status st = expand_infer(c);
-    if (st == AT_OK) at_infer_fold(c, expand_cpu);
-    return st;
-}
-
 static at_status expand_grad(at_grad_ctx *c) {
     if (!c->need[0] || c->dy[0] == AT_NONE) return AT_OK;
     c->dx[0] = at_sum_to_shape(c->g, c->dy[0], at_grad_in(c, 0));
@@ -1506,7 +1425,7 @@ const at_op_def at_op_def_Expand = {
     .max_in = 2,
     .min_out = 1,
     .max_out = 1,
-    .infer = expand_infer_fold,
+    .infer = expand_infer,
     .cpu = expand_cpu,
     .grad = expand_grad,
     .nondiff = 1u << 1,
@@ -1577,7 +1496,6 @@ static at_status constant_infer(at_infer_ctx *c) {
         return at_infer_fail(c, AT_E_INVALID, "value tensor has no data");
     c->out_dtype[0] = t.dtype;
     c->out_shape[0] = t.shape;
-    at_infer_fold(c, constant_cpu);
     return AT_OK;
 }
 
@@ -1653,12 +1571,6 @@ static at_status cos_cpu(at_kernel_ctx *k) {
     return AT_OK;
 }
 
-static at_status cos_infer_fold(at_infer_ctx *c) {
-    at_status st = cos_infer(c);
-    if (st == AT_OK) at_infer_fold(c, cos_cpu);
-    return st;
-}
-
 const at_op_def at_op_def_ConstantOfShape = {
     .name = "ConstantOfShape",
     .domain = AT_DOMAIN_ONNX,
@@ -1667,7 +1579,7 @@ const at_op_def at_op_def_ConstantOfShape = {
     .min_out = 1,
     .max_out = 1,
     .attrs = cos_attrs,
-    .infer = cos_infer_fold,
+    .infer = cos_infer,
     .cpu = cos_cpu,
     .nondiff = 1,
 };

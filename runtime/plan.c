@@ -33,6 +33,7 @@ typedef struct builder {
     const at_graph *g;
     at_plan *p;
     at_err *err;
+    bool no_reuse;
     bool *need;     /* per node */
     int *order;     /* needed nodes in run order */
     int n_order;
@@ -360,6 +361,11 @@ static at_status place_blocks(builder *b, block *bl, int nb, size_t *arena) {
     if (!live) return at_err_set(b->err, AT_E_NOMEM, "out of memory planning");
     size_t top = 0;
     for (int i = 0; i < nb; i++) {
+        if (b->no_reuse) {
+            bl[i].off = (int64_t)top;
+            top += bl[i].size;
+            continue;
+        }
         int nl = 0;
         for (int j = 0; j < i; j++)
             if (bl[j].first <= bl[i].last && bl[i].first <= bl[j].last) live[nl++] = &bl[j];
@@ -488,11 +494,12 @@ static int cmp_val(const void *a, const void *b) {
 }
 
 at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, const at_val *want,
-                       int n_want, int threads, at_err *err) {
+                       int n_want, int threads, bool no_reuse, at_err *err) {
     builder b;
     memset(&b, 0, sizeof b);
     b.g = g;
     b.err = err;
+    b.no_reuse = no_reuse;
     at_plan *p = calloc(1, sizeof *p);
     if (!p) {
         at_err_set(err, AT_E_NOMEM, "out of memory planning");

@@ -48,7 +48,7 @@ typedef struct at_plan {
 /* Builds the plan for the given feeds (types only are read), fetch and
  * targets. On error returns NULL with the message in err. */
 at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, const at_val *want,
-                       int n_want, int threads, at_err *err);
+                       int n_want, int threads, bool no_reuse, at_err *err);
 void at_plan_free(at_plan *p);
 
 #endif

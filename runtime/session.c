@@ -255,7 +255,7 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
     at_plan *p = find_plan(s, n_want);
     if (!p) {
         at_err e;
-        p = at_plan_build(g, feeds, n_feeds, s->want, n_want, s->o.threads, &e);
+        p = at_plan_build(g, feeds, n_feeds, s->want, n_want, s->o.threads, s->o.no_reuse, &e);
         if (!p) return sfail(s, e.code, "%s", e.msg);
         if (grow((void **)&s->plans, &s->cap_plans, s->n_plans + 1, sizeof(at_plan *))) {
             at_plan_free(p);

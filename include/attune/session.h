@@ -28,6 +28,7 @@ typedef struct at_session_opts {
     int threads;       /* 0: OpenMP's default */
     uint64_t seed;     /* RNG key for dropout and other random ops */
     bool check_finite; /* stop at the first node producing NaN/Inf, naming it */
+    bool no_reuse;     /* give every value its own memory (to check the planner) */
 } at_session_opts;
 
 at_session_opts at_session_defaults(void);
