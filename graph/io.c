@@ -38,15 +38,15 @@
 #include "ops/op.h"
 
 #define KEY_PARAMS "attune.params"
-#define KEY_STATE "attune.state"
-#define KEY_STEP "attune.step"
-#define KEY_EPOCH "attune.epoch"
-#define KEY_PHASE "attune.phase"
-#define KEY_SEED "attune.rng_seed"
+#define KEY_STATE  "attune.state"
+#define KEY_STEP   "attune.step"
+#define KEY_EPOCH  "attune.epoch"
+#define KEY_PHASE  "attune.phase"
+#define KEY_SEED   "attune.rng_seed"
 
 /* One protobuf message is limited to 2 GiB. */
-#define MAX_FILE_BYTES ((size_t)INT32_MAX)
-#define MAX_DIM ((int64_t)1 << 31)
+#define MAX_FILE_BYTES   ((size_t)INT32_MAX)
+#define MAX_DIM          ((int64_t)1 << 31)
 #define MAX_TENSOR_BYTES ((int64_t)1 << 34)
 
 typedef Onnx__ModelProto ModelProto;
@@ -78,19 +78,19 @@ static void swap_bytes(void *p, size_t n, size_t es) {
 }
 
 static const char *onnx_type_name(int t) {
-    static const char *names[] = {"UNDEFINED", "FLOAT",      "UINT8",     "INT8",   "UINT16",
-                                  "INT16",     "INT32",      "INT64",     "STRING", "BOOL",
-                                  "FLOAT16",   "DOUBLE",     "UINT32",    "UINT64", "COMPLEX64",
+    static const char *names[] = {"UNDEFINED",  "FLOAT",   "UINT8",  "INT8",   "UINT16",
+                                  "INT16",      "INT32",   "INT64",  "STRING", "BOOL",
+                                  "FLOAT16",    "DOUBLE",  "UINT32", "UINT64", "COMPLEX64",
                                   "COMPLEX128", "BFLOAT16"};
     if (t >= 0 && t < (int)(sizeof names / sizeof *names)) return names[t];
     return "unknown";
 }
 
 static const char *attr_type_name(int t) {
-    static const char *names[] = {"UNDEFINED", "FLOAT",   "INT",     "STRING",        "TENSOR",
-                                  "GRAPH",     "FLOATS",  "INTS",    "STRINGS",       "TENSORS",
-                                  "GRAPHS",    "SPARSE_TENSOR", "SPARSE_TENSORS", "TYPE_PROTO",
-                                  "TYPE_PROTOS"};
+    static const char *names[] = {"UNDEFINED",      "FLOAT",      "INT",        "STRING",
+                                  "TENSOR",         "GRAPH",      "FLOATS",     "INTS",
+                                  "STRINGS",        "TENSORS",    "GRAPHS",     "SPARSE_TENSOR",
+                                  "SPARSE_TENSORS", "TYPE_PROTO", "TYPE_PROTOS"};
     if (t >= 0 && t < (int)(sizeof names / sizeof *names)) return names[t];
     return "unknown";
 }
@@ -267,7 +267,9 @@ DEFINE_NEW(OpsetId, ONNX__OPERATOR_SET_ID_PROTO__INIT)
 typedef Onnx__TypeProto__Tensor TypeTensor;
 DEFINE_NEW(TypeTensor, ONNX__TYPE_PROTO__TENSOR__INIT)
 
-static void *sv_array(saver *sv, size_t n, size_t elem) { return pool_alloc(&sv->pl, n * elem); }
+static void *sv_array(saver *sv, size_t n, size_t elem) {
+    return pool_alloc(&sv->pl, n * elem);
+}
 
 /* Shape inference names the symbols it invents "_d<k>" (at_sym_fresh). */
 static bool is_anonymous_sym(const char *name) {
@@ -378,7 +380,8 @@ static AttributeProto *save_attr(saver *sv, const at_attr_rec *a) {
         p->t = save_tensor(sv, NULL, a->t->dtype, &a->t->shape, a->t->data);
         if (!p->t) return NULL;
         break;
-    default: break;
+    default:
+        break;
     }
     return p;
 }
@@ -442,8 +445,8 @@ static bool is_reserved_key(const char *k) {
     return strcmp(k, KEY_PARAMS) == 0 || strcmp(k, KEY_STATE) == 0;
 }
 
-static at_status build_model(saver *sv, const at_save_opts *o, const extra_meta *extra,
-                             int n_extra, ModelProto **out) {
+static at_status build_model(saver *sv, const at_save_opts *o, const extra_meta *extra, int n_extra,
+                             ModelProto **out) {
     const at_graph *g = sv->g;
     at_err *err = sv->err;
     if (g->status != AT_OK)
@@ -460,8 +463,7 @@ static at_status build_model(saver *sv, const at_save_opts *o, const extra_meta 
         const at_value_rec *r = &g->vals[v];
         if (strchr(r->name, '\n'))
             return at_err_set(err, AT_E_INVALID, "value name '%s' contains a newline", r->name);
-        if ((r->kind == AT_VALUE_PARAM || r->kind == AT_VALUE_CONST ||
-             r->kind == AT_VALUE_STATE) &&
+        if ((r->kind == AT_VALUE_PARAM || r->kind == AT_VALUE_CONST || r->kind == AT_VALUE_STATE) &&
             (!r->data || !at_shape_is_concrete(&r->shape)))
             return at_err_set(err, AT_E_INVALID, "initializer '%s' has no data or a symbolic shape",
                               r->name);
@@ -619,8 +621,8 @@ static at_status save_bytes_ex(const at_graph *g, const at_save_opts *o, const e
     return st;
 }
 
-at_status at_graph_save_bytes(const at_graph *g, const at_save_opts *opts, void **buf,
-                              size_t *len, at_err *err) {
+at_status at_graph_save_bytes(const at_graph *g, const at_save_opts *opts, void **buf, size_t *len,
+                              at_err *err) {
     return save_bytes_ex(g, opts, NULL, 0, buf, len, err);
 }
 
@@ -671,9 +673,12 @@ static at_status write_atomic(const char *path, const void *buf, size_t len, at_
     }
     memcpy(dir, path, pl + 1);
     char *slash = strrchr(dir, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = 0;
-    else *slash = 0;
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = 0;
+    else
+        *slash = 0;
     int dfd = open(dir, O_RDONLY);
     if (dfd >= 0) {
         fsync(dfd); /* best effort: some file systems refuse fsync on a directory */
@@ -715,8 +720,7 @@ at_status at_checkpoint_save(const at_graph *g, const at_checkpoint_info *info, 
     snprintf(epoch, sizeof epoch, "%lld", (long long)info->epoch);
     snprintf(phase, sizeof phase, "%d", (int)info->phase);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)info->rng_seed);
-    extra_meta ex[] = {
-        {KEY_STEP, step}, {KEY_EPOCH, epoch}, {KEY_PHASE, phase}, {KEY_SEED, seed}};
+    extra_meta ex[] = {{KEY_STEP, step}, {KEY_EPOCH, epoch}, {KEY_PHASE, phase}, {KEY_SEED, seed}};
     return save_ex(g, path, NULL, ex, 4, err);
 }
 
@@ -725,8 +729,11 @@ at_status at_checkpoint_save(const at_graph *g, const at_checkpoint_info *info, 
  * ====================================================================== */
 
 /* protobuf-c allocates while it parses; the budget bounds what a hostile
- * file can make it ask for (a real model needs a small multiple of its
- * size: a 2-byte empty submessage becomes a struct of about 50 bytes). */
+ * file can make it ask for. A real model needs about its own size (the
+ * weights) plus a few times the size of its graph structure; the worst
+ * legitimate case, a shape dim of 4 bytes, becomes a 56-byte struct. A
+ * 2-byte empty submessage repeated is what the cap is for. */
+#define PARSE_BUDGET(len) ((len)*32 + ((size_t)16 << 20))
 typedef struct budget {
     size_t left;
     bool exceeded;
@@ -774,7 +781,9 @@ static at_status fmt_err(loader *L, at_status code, const char *fmt, ...) {
     return code;
 }
 
-static const char *nz(const char *s) { return s ? s : ""; }
+static const char *nz(const char *s) {
+    return s ? s : "";
+}
 
 /* Checks dims read from a file: rank, each dim, and the byte size, before
  * any of it is used for an allocation. */
@@ -792,7 +801,8 @@ static at_status check_dims(loader *L, const char *what, size_t n_dims, const in
         if (dims[i] > MAX_DIM)
             return fmt_err(L, AT_E_FORMAT, "%s: dimension too large (dim %zu is %lld, limit 2^31)",
                            what, i, (long long)dims[i]);
-        if (dims[i] == 0) zero = true;
+        if (dims[i] == 0)
+            zero = true;
         else if (!zero && numel > MAX_TENSOR_BYTES / dims[i])
             return fmt_err(L, AT_E_FORMAT, "%s: dimension too large (more than 2^34 elements)",
                            what);
@@ -801,8 +811,8 @@ static at_status check_dims(loader *L, const char *what, size_t n_dims, const in
     }
     if (zero) numel = 0;
     if (numel * (int64_t)at_dtype_size(dt) > MAX_TENSOR_BYTES)
-        return fmt_err(L, AT_E_FORMAT, "%s: dimension too large (%lld elements of %zu bytes)",
-                       what, (long long)numel, at_dtype_size(dt));
+        return fmt_err(L, AT_E_FORMAT, "%s: dimension too large (%lld elements of %zu bytes)", what,
+                       (long long)numel, at_dtype_size(dt));
     shape->rank = (int32_t)n_dims;
     for (size_t i = 0; i < n_dims; i++) shape->dim[i] = dims[i];
     *bytes = (size_t)numel * at_dtype_size(dt);
@@ -884,16 +894,24 @@ static at_status read_tensor(loader *L, const TensorProto *t, const char *what, 
                        have, at_dtype_name(dt), at_shape_str(&shape, sb, sizeof sb), numel);
     unsigned char *cp = pool_alloc(&L->scratch, bytes);
     if (!cp) return fmt_err(L, AT_E_NOMEM, "%s: out of memory", what);
-    if (t->n_float_data) memcpy(cp, t->float_data, bytes);
-    else if (t->n_int64_data) memcpy(cp, t->int64_data, bytes);
+    if (t->n_float_data)
+        memcpy(cp, t->float_data, bytes);
+    else if (t->n_int64_data)
+        memcpy(cp, t->int64_data, bytes);
     else
         for (size_t i = 0; i < numel; i++) {
             int32_t x = t->int32_data[i];
             switch (dt) {
-            case AT_I32: ((int32_t *)cp)[i] = x; break;
+            case AT_I32:
+                ((int32_t *)cp)[i] = x;
+                break;
             case AT_F16:
-            case AT_BF16: ((uint16_t *)cp)[i] = (uint16_t)x; break;
-            default: cp[i] = (unsigned char)x; break;
+            case AT_BF16:
+                ((uint16_t *)cp)[i] = (uint16_t)x;
+                break;
+            default:
+                cp[i] = (unsigned char)x;
+                break;
             }
         }
     out->data = cp;
@@ -965,10 +983,12 @@ static void bump_next_id(at_graph *g, const char *s) {
 }
 
 static const char *node_label(const NodeProto *n, char *buf, size_t cap) {
-    if (n->name && *n->name) snprintf(buf, cap, "node '%s' (%s)", n->name, nz(n->op_type));
+    if (n->name && *n->name)
+        snprintf(buf, cap, "node '%s' (%s)", n->name, nz(n->op_type));
     else if (n->n_output && n->output[0] && *n->output[0])
         snprintf(buf, cap, "node producing '%s' (%s)", n->output[0], nz(n->op_type));
-    else snprintf(buf, cap, "unnamed node (%s)", nz(n->op_type));
+    else
+        snprintf(buf, cap, "unnamed node (%s)", nz(n->op_type));
     return buf;
 }
 
@@ -976,8 +996,7 @@ static at_status load_opsets(loader *L) {
     const ModelProto *m = L->m;
     if (m->n_opset_import == 0)
         return fmt_err(L, AT_E_FORMAT, "missing opset_import (every ONNX model declares one)");
-    if (!sm_init(&L->opsets, m->n_opset_import))
-        return fmt_err(L, AT_E_NOMEM, "out of memory");
+    if (!sm_init(&L->opsets, m->n_opset_import)) return fmt_err(L, AT_E_NOMEM, "out of memory");
     for (size_t i = 0; i < m->n_opset_import; i++) {
         const OpsetId *o = m->opset_import[i];
         const char *d = nz(o->domain);
@@ -1045,8 +1064,10 @@ static at_status load_meta(loader *L, const char **params, const char **state) {
                 errno = 0;
                 unsigned long long u = 0;
                 long long s = 0;
-                if (which == 0 || which == 3) u = strtoull(v, &end, 10);
-                else s = strtoll(v, &end, 10);
+                if (which == 0 || which == 3)
+                    u = strtoull(v, &end, 10);
+                else
+                    s = strtoll(v, &end, 10);
                 if (!*v || *end || errno || (which == 2 && (s < INT32_MIN || s > INT32_MAX)) ||
                     ((which == 0 || which == 3) && *v == '-')) {
                     st = fmt_err(L, AT_E_FORMAT, "metadata %s: '%s' is not a valid number", k, v);
@@ -1117,8 +1138,7 @@ static at_status load_initializers(loader *L) {
     for (size_t i = 0; i < gp->n_initializer; i++) {
         const TensorProto *t = gp->initializer[i];
         char what[256];
-        if (!t->name || !*t->name)
-            return fmt_err(L, AT_E_FORMAT, "initializer %zu has no name", i);
+        if (!t->name || !*t->name) return fmt_err(L, AT_E_FORMAT, "initializer %zu has no name", i);
         snprintf(what, sizeof what, "initializer '%s'", t->name);
         if (!sm_put(&L->defs, t->name, DEF_INIT, NULL))
             return fmt_err(L, AT_E_FORMAT, "%s is defined twice", what);
@@ -1287,12 +1307,11 @@ static at_status read_attrs(loader *L, const NodeProto *n, const char *label, at
             return fmt_err(L, AT_E_FORMAT, "%s: attribute %zu has no name", label, k);
         for (size_t j = 0; j < k; j++)
             if (strcmp(n->attribute[j]->name, a->name) == 0)
-                return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' appears twice", label,
-                               a->name);
+                return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' appears twice", label, a->name);
         d->name = a->name;
         if (a->ref_attr_name)
-            return fmt_err(L, AT_E_UNSUPPORTED,
-                           "%s: attribute '%s' refers to a function attribute", label, a->name);
+            return fmt_err(L, AT_E_UNSUPPORTED, "%s: attribute '%s' refers to a function attribute",
+                           label, a->name);
         if (!a->has_type || a->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED)
             return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' has no type", label, a->name);
         char what[400];
@@ -1344,7 +1363,8 @@ static at_status read_attrs(loader *L, const NodeProto *n, const char *label, at
             break;
         }
         default:
-            return fmt_err(L, AT_E_UNSUPPORTED, "%s: attribute '%s' has type %s (%d), which attune "
+            return fmt_err(L, AT_E_UNSUPPORTED,
+                           "%s: attribute '%s' has type %s (%d), which attune "
                            "does not support",
                            label, a->name, attr_type_name((int)a->type), (int)a->type);
         }
@@ -1401,8 +1421,7 @@ static at_status load_nodes(loader *L) {
             }
             bad++;
         }
-        if (bad)
-            return fmt_err(L, AT_E_UNSUPPORTED, "unknown op%s: %s", bad > 1 ? "s" : "", list);
+        if (bad) return fmt_err(L, AT_E_UNSUPPORTED, "unknown op%s: %s", bad > 1 ? "s" : "", list);
     }
     int *order = malloc((nn + 1) * sizeof(int));
     if (!order) return fmt_err(L, AT_E_NOMEM, "out of memory");
@@ -1492,7 +1511,8 @@ static at_status load_outputs(loader *L) {
                         if (sh.dim[k] >= 0)
                             q += (size_t)snprintf(a + q, sizeof a - q, "%s%lld", k ? "," : "",
                                                   (long long)sh.dim[k]);
-                        else q += (size_t)snprintf(a + q, sizeof a - q, "%s?", k ? "," : "");
+                        else
+                            q += (size_t)snprintf(a + q, sizeof a - q, "%s?", k ? "," : "");
                     }
                     if (q < sizeof a) snprintf(a + q, sizeof a - q, "]");
                 } else {
@@ -1559,7 +1579,7 @@ static at_graph *load_ex(const void *buf, size_t len, bool ckpt, at_checkpoint_i
                    len);
         return NULL;
     }
-    budget bud = {.left = len * 64 + ((size_t)16 << 20)};
+    budget bud = {.left = PARSE_BUDGET(len)};
     ProtobufCAllocator alloc = {.alloc = budget_alloc, .free = budget_free, .allocator_data = &bud};
     ModelProto *m = onnx__model_proto__unpack(&alloc, len, buf);
     if (!m) {
@@ -1652,7 +1672,9 @@ static at_graph *load_file(const char *path, bool ckpt, at_checkpoint_info *info
     return g;
 }
 
-at_graph *at_graph_load(const char *path, at_err *err) { return load_file(path, false, NULL, err); }
+at_graph *at_graph_load(const char *path, at_err *err) {
+    return load_file(path, false, NULL, err);
+}
 
 at_graph *at_checkpoint_load(const char *path, at_checkpoint_info *info, at_err *err) {
     return load_file(path, true, info, err);

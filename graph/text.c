@@ -15,9 +15,12 @@
 static float half_to_float(uint16_t h) {
     int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
     float v;
-    if (e == 0) v = ldexpf((float)m, -24);
-    else if (e == 31) v = m ? NAN : INFINITY;
-    else v = ldexpf((float)(m | 1024), e - 25);
+    if (e == 0)
+        v = ldexpf((float)m, -24);
+    else if (e == 31)
+        v = m ? NAN : INFINITY;
+    else
+        v = ldexpf((float)(m | 1024), e - 25);
     return s ? -v : v;
 }
 
@@ -38,15 +41,31 @@ static void put_float(FILE *f, double x) {
 
 static void put_elem(FILE *f, at_dtype dt, const void *data, int64_t i) {
     switch (dt) {
-    case AT_F32: put_float(f, ((const float *)data)[i]); break;
-    case AT_F16: put_float(f, half_to_float(((const uint16_t *)data)[i])); break;
-    case AT_BF16: put_float(f, bf16_to_float(((const uint16_t *)data)[i])); break;
-    case AT_I64: fprintf(f, "%lld", (long long)((const int64_t *)data)[i]); break;
-    case AT_I32: fprintf(f, "%d", (int)((const int32_t *)data)[i]); break;
-    case AT_I8: fprintf(f, "%d", (int)((const int8_t *)data)[i]); break;
+    case AT_F32:
+        put_float(f, ((const float *)data)[i]);
+        break;
+    case AT_F16:
+        put_float(f, half_to_float(((const uint16_t *)data)[i]));
+        break;
+    case AT_BF16:
+        put_float(f, bf16_to_float(((const uint16_t *)data)[i]));
+        break;
+    case AT_I64:
+        fprintf(f, "%lld", (long long)((const int64_t *)data)[i]);
+        break;
+    case AT_I32:
+        fprintf(f, "%d", (int)((const int32_t *)data)[i]);
+        break;
+    case AT_I8:
+        fprintf(f, "%d", (int)((const int8_t *)data)[i]);
+        break;
     case AT_U8:
-    case AT_BOOL: fprintf(f, "%u", (unsigned)((const uint8_t *)data)[i]); break;
-    default: fputs("?", f); break;
+    case AT_BOOL:
+        fprintf(f, "%u", (unsigned)((const uint8_t *)data)[i]);
+        break;
+    default:
+        fputs("?", f);
+        break;
     }
 }
 
@@ -68,11 +87,16 @@ static void put_quoted(FILE *f, const char *s, size_t max) {
     fputc('"', f);
     for (size_t i = 0; i < n && i < max; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c == '\n') fputs("\\n", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c < 32) fprintf(f, "\\x%02x", c);
-        else fputc(c, f);
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else if (c < 32)
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
     }
     fputc('"', f);
     if (n > max) fprintf(f, "... (%zu bytes)", n);
@@ -87,9 +111,15 @@ static void put_type(FILE *f, const at_graph *g, at_val v) {
 static void put_attr(FILE *f, const at_attr_rec *a) {
     fprintf(f, "%s = ", a->name);
     switch (a->kind) {
-    case AT_ATTR_INT: fprintf(f, "%lld", (long long)a->i); break;
-    case AT_ATTR_FLOAT: put_float(f, a->f); break;
-    case AT_ATTR_STRING: put_quoted(f, a->s ? a->s : "", SHOW_META_CHARS); break;
+    case AT_ATTR_INT:
+        fprintf(f, "%lld", (long long)a->i);
+        break;
+    case AT_ATTR_FLOAT:
+        put_float(f, a->f);
+        break;
+    case AT_ATTR_STRING:
+        put_quoted(f, a->s ? a->s : "", SHOW_META_CHARS);
+        break;
     case AT_ATTR_INTS:
         fputc('[', f);
         for (int i = 0; i < a->n; i++) fprintf(f, "%s%lld", i ? ", " : "", (long long)a->ints[i]);
@@ -110,17 +140,24 @@ static void put_attr(FILE *f, const at_attr_rec *a) {
             put_values(f, a->t->dtype, &a->t->shape, a->t->data);
         }
         break;
-    default: fputs("?", f); break;
+    default:
+        fputs("?", f);
+        break;
     }
 }
 
 static const char *kind_word(at_value_kind k) {
     switch (k) {
-    case AT_VALUE_INPUT: return "input";
-    case AT_VALUE_PARAM: return "param";
-    case AT_VALUE_CONST: return "const";
-    case AT_VALUE_STATE: return "state";
-    case AT_VALUE_INTERMEDIATE: return "value";
+    case AT_VALUE_INPUT:
+        return "input";
+    case AT_VALUE_PARAM:
+        return "param";
+    case AT_VALUE_CONST:
+        return "const";
+    case AT_VALUE_STATE:
+        return "state";
+    case AT_VALUE_INTERMEDIATE:
+        return "value";
     }
     return "?";
 }
@@ -216,8 +253,10 @@ at_status at_graph_write_text(const at_graph *g, FILE *f) {
 static void dot_str(FILE *f, const char *s) {
     for (; *s; s++) {
         if (*s == '"' || *s == '\\') fputc('\\', f);
-        if (*s == '\n') fputs("\\n", f);
-        else fputc(*s, f);
+        if (*s == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*s, f);
     }
 }
 
@@ -263,8 +302,10 @@ at_status at_graph_write_dot(const at_graph *g, FILE *f) {
             at_val v = n->in[k];
             if (v == AT_NONE) continue;
             const at_value_rec *r = &g->vals[v];
-            if (r->producer >= 0) fprintf(f, "  n%d -> n%d [label=\"", r->producer, i);
-            else fprintf(f, "  v%d -> n%d [label=\"", v, i);
+            if (r->producer >= 0)
+                fprintf(f, "  n%d -> n%d [label=\"", r->producer, i);
+            else
+                fprintf(f, "  v%d -> n%d [label=\"", v, i);
             if (r->producer >= 0) {
                 dot_str(f, r->name);
                 fputs("\\n", f);
@@ -281,8 +322,10 @@ at_status at_graph_write_dot(const at_graph *g, FILE *f) {
         fputs("\\n", f);
         dot_type(f, g, v);
         fputs("\"];\n", f);
-        if (r->producer >= 0) fprintf(f, "  n%d -> out%d;\n", r->producer, i);
-        else fprintf(f, "  v%d -> out%d;\n", v, i);
+        if (r->producer >= 0)
+            fprintf(f, "  n%d -> out%d;\n", r->producer, i);
+        else
+            fprintf(f, "  v%d -> out%d;\n", v, i);
     }
     fputs("}\n", f);
     return ferror(f) ? AT_E_IO : AT_OK;

@@ -101,17 +101,22 @@ static bool dims_same(const at_graph *a, const at_graph *b, const at_shape *sa,
 static bool attr_same(const at_attr_rec *x, const at_attr_rec *y) {
     if (strcmp(x->name, y->name) || x->kind != y->kind) return false;
     switch (x->kind) {
-    case AT_ATTR_INT: return x->i == y->i;
-    case AT_ATTR_FLOAT: return memcmp(&x->f, &y->f, sizeof(float)) == 0;
-    case AT_ATTR_STRING: return strcmp(x->s, y->s) == 0;
+    case AT_ATTR_INT:
+        return x->i == y->i;
+    case AT_ATTR_FLOAT:
+        return memcmp(&x->f, &y->f, sizeof(float)) == 0;
+    case AT_ATTR_STRING:
+        return strcmp(x->s, y->s) == 0;
     case AT_ATTR_INTS:
         return x->n == y->n && (x->n == 0 || memcmp(x->ints, y->ints, sizeof(int64_t) * x->n) == 0);
     case AT_ATTR_FLOATS:
-        return x->n == y->n && (x->n == 0 || memcmp(x->floats, y->floats, sizeof(float) * x->n) == 0);
+        return x->n == y->n &&
+               (x->n == 0 || memcmp(x->floats, y->floats, sizeof(float) * x->n) == 0);
     case AT_ATTR_TENSOR:
         return x->t->dtype == y->t->dtype && at_shape_equal(&x->t->shape, &y->t->shape) &&
                memcmp(x->t->data, y->t->data, at_tensor_nbytes(x->t)) == 0;
-    default: return false;
+    default:
+        return false;
     }
 }
 
@@ -290,9 +295,12 @@ static int make_feeds(const at_graph *g, int64_t batch, at_feed *feeds, void **b
         at_dtype dt = at_value_dtype(g, v);
         bufs[i] = calloc((size_t)n + 1, at_dtype_size(dt));
         for (int64_t k = 0; k < n; k++) {
-            if (dt == AT_F32) ((float *)bufs[i])[k] = (float)(2 * unif() - 1);
-            else if (dt == AT_I64) ((int64_t *)bufs[i])[k] = (int64_t)(unif() * 10);
-            else if (dt == AT_I32) ((int32_t *)bufs[i])[k] = (int32_t)(1 + k % batch);
+            if (dt == AT_F32)
+                ((float *)bufs[i])[k] = (float)(2 * unif() - 1);
+            else if (dt == AT_I64)
+                ((int64_t *)bufs[i])[k] = (int64_t)(unif() * 10);
+            else if (dt == AT_I32)
+                ((int32_t *)bufs[i])[k] = (int32_t)(1 + k % batch);
         }
         feeds[i] = (at_feed){v, {dt, sh, bufs[i]}};
     }
@@ -351,7 +359,8 @@ static void test_roundtrip_mixed(void) {
         /* bit-identical outputs */
         run_out ra, rb;
         char ma[600] = "", mb[600] = "";
-        at_status sa = run_graph(g, &ra, 5, ma, sizeof ma), sb = run_graph(h, &rb, 5, mb, sizeof mb);
+        at_status sa = run_graph(g, &ra, 5, ma, sizeof ma),
+                  sb = run_graph(h, &rb, 5, mb, sizeof mb);
         CHECK(sa == AT_OK && sb == AT_OK, "runs: %s %s", ma, mb);
         if (sa == AT_OK && sb == AT_OK) {
             CHECK(ra.n == rb.n && ra.n == 3, "output counts %d %d", ra.n, rb.n);
@@ -420,8 +429,7 @@ static void test_roundtrip_training(void) {
     h = at_graph_load(path, &err);
     CHECK(h != NULL, "model load: %s", err.msg);
     if (h) {
-        CHECK(at_graph_num_inputs(h) == 2, "model inputs: %d (lr dropped)",
-              at_graph_num_inputs(h));
+        CHECK(at_graph_num_inputs(h) == 2, "model inputs: %d (lr dropped)", at_graph_num_inputs(h));
         bool any_state = false, any_attune = false;
         for (int v = 0; v < at_graph_num_values(h); v++)
             any_state |= at_value_kind_of(h, v) == AT_VALUE_STATE;
@@ -484,7 +492,9 @@ static void test_save_errors(void) {
     at_graph_free(g);
 }
 
-static bool contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
+static bool contains(const char *hay, const char *needle) {
+    return strstr(hay, needle) != NULL;
+}
 
 static void test_text_and_dot(void) {
     mixed m;
@@ -564,7 +574,7 @@ static void test_foreign(void) {
 
     /* inputs: X [?, 2] (a dim with no value) and W again (an overridable default) */
     Onnx__TensorShapeProto__Dimension d0 = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__INIT,
-                                       d1 = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__INIT;
+                                      d1 = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__INIT;
     d1.value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
     d1.dim_value = 2;
     Onnx__TensorShapeProto__Dimension *dims[2] = {&d0, &d1};
@@ -620,8 +630,7 @@ static void test_foreign(void) {
         CHECK(at_value_kind_of(g, W) == AT_VALUE_CONST && at_graph_num_inputs(g) == 1,
               "W stays an initializer");
         CHECK(((float *)at_value_data(g, W))[5] == 6.0f, "float_data read");
-        CHECK(at_value_dtype(g, mask) == AT_BOOL &&
-                  ((uint8_t *)at_value_data(g, mask))[2] == 1,
+        CHECK(at_value_dtype(g, mask) == AT_BOOL && ((uint8_t *)at_value_data(g, mask))[2] == 1,
               "int32_data bools read");
         at_val Y = at_graph_output(g, 0);
         at_shape ys = at_value_shape(g, Y);
@@ -637,9 +646,9 @@ static void test_foreign(void) {
 /* --emit: sample models for the ONNX interop test */
 
 static int write_npy(const char *path, const at_tensor *t) {
-    const char *descr = t->dtype == AT_F32   ? "<f4"
-                        : t->dtype == AT_I64 ? "<i8"
-                        : t->dtype == AT_I32 ? "<i4"
+    const char *descr = t->dtype == AT_F32    ? "<f4"
+                        : t->dtype == AT_I64  ? "<i8"
+                        : t->dtype == AT_I32  ? "<i4"
                         : t->dtype == AT_BOOL ? "|b1"
                                               : "|u1";
     char shape[200] = "(";
@@ -654,8 +663,8 @@ static int write_npy(const char *path, const at_tensor *t) {
     hdr[n++] = '\n';
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(n & 255),
-                             (unsigned char)(n >> 8)};
+    unsigned char pre[10] = {
+        0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(n & 255), (unsigned char)(n >> 8)};
     fwrite(pre, 1, 10, f);
     fwrite(hdr, 1, (size_t)n, f);
     fwrite(t->data, 1, at_tensor_nbytes(t), f);
@@ -726,8 +735,8 @@ static at_graph *emit_conv(void) {
     fill_f32(g, w, -0.5f, 0.5f);
     fill_f32(g, b, -0.1f, 0.1f);
     at_val y = at_relu(g, at_conv1d(g, x, w, b, 1, 1, 1, 1, 1));
-    at_val y2 = at_conv1d(g, y, at_const(g, "conv2.W", AT_F32, AT_SHAPE(4, 4, 2), NULL), AT_NONE,
-                          0, 1, 2, 1, 1);
+    at_val y2 = at_conv1d(g, y, at_const(g, "conv2.W", AT_F32, AT_SHAPE(4, 4, 2), NULL), AT_NONE, 0,
+                          1, 2, 1, 1);
     int64_t ax[1] = {2};
     at_output(g, at_reduce_sum(g, y, 1, ax, 1));
     at_output(g, y2);
@@ -786,8 +795,10 @@ static void json_str(FILE *f, const char *s) {
     fputc('"', f);
     for (; *s; s++) {
         if (*s == '"' || *s == '\\') fputc('\\', f);
-        if ((unsigned char)*s < 32) fprintf(f, "\\u%04x", *s);
-        else fputc(*s, f);
+        if ((unsigned char)*s < 32)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
     }
     fputc('"', f);
 }
@@ -797,9 +808,9 @@ static int emit(const char *dir) {
         const char *name;
         builder_fn build;
         bool run;
-    } models[] = {{"mixed", emit_mixed, true},       {"mlp", emit_mlp, true},
+    } models[] = {{"mixed", emit_mixed, true},         {"mlp", emit_mlp, true},
                   {"attention", emit_attention, true}, {"conv", emit_conv, true},
-                  {"lstm", emit_lstm, true},         {"shapes", emit_shapes, true},
+                  {"lstm", emit_lstm, true},           {"shapes", emit_shapes, true},
                   {"training", emit_training, false}};
     int nm = (int)(sizeof models / sizeof *models);
     char path[600];
@@ -849,8 +860,10 @@ static int emit(const char *dir) {
         }
         run_free(&ro);
         fputs("], \"error\": ", mf);
-        if (error[0]) json_str(mf, error);
-        else fputs("null", mf);
+        if (error[0])
+            json_str(mf, error);
+        else
+            fputs("null", mf);
         fputc('}', mf);
         at_graph_free(g);
     }

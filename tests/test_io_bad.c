@@ -88,7 +88,8 @@ static at_status load_mutated(void (*mut)(Model *), at_err *err) {
     do {                                                                                           \
         at_err e_;                                                                                 \
         at_status s_ = load_mutated(mut, &e_);                                                     \
-        CHECK(s_ == (code) && strstr(e_.msg, text), "%s: got %s \"%s\", want %s \"%s\"", #mut,    \
+        if (getenv("TEST_IO_VERBOSE")) printf("%-24s %s\n", #mut, e_.msg);                         \
+        CHECK(s_ == (code) && strstr(e_.msg, text), "%s: got %s \"%s\", want %s \"%s\"", #mut,     \
               at_status_str(s_), e_.msg, at_status_str(code), text);                               \
     } while (0)
 
@@ -122,7 +123,9 @@ static void set_dims(Onnx__TensorProto *t, int n, const int64_t *d) {
 
 /* ---- the mutations ---- */
 
-static void no_ir_version(Model *m) { m->has_ir_version = 0; }
+static void no_ir_version(Model *m) {
+    m->has_ir_version = 0;
+}
 static void no_graph(Model *m) {
     onnx__graph_proto__free_unpacked(m->graph, NULL);
     m->graph = NULL;
@@ -132,8 +135,12 @@ static void no_opset(Model *m) {
         onnx__operator_set_id_proto__free_unpacked(m->opset_import[i], NULL);
     m->n_opset_import = 0;
 }
-static void old_opset(Model *m) { m->opset_import[0]->version = 11; }
-static void newer_attune_opset(Model *m) { m->opset_import[1]->version = 9; }
+static void old_opset(Model *m) {
+    m->opset_import[0]->version = 11;
+}
+static void newer_attune_opset(Model *m) {
+    m->opset_import[1]->version = 9;
+}
 static void unknown_ops(Model *m) {
     /* declare the domain so the op, not the domain, is what is unknown */
     set_str(&m->opset_import[1]->domain, "x.y");
@@ -141,9 +148,15 @@ static void unknown_ops(Model *m) {
     set_str(&node(m, "mm")->domain, "x.y");
     set_str(&node(m, "act")->op_type, "Bar");
 }
-static void undeclared_domain(Model *m) { set_str(&node(m, "add")->domain, "com.example"); }
-static void empty_op(Model *m) { set_str(&node(m, "add")->op_type, ""); }
-static void undefined_input(Model *m) { set_str(&node(m, "add")->input[1], "foo"); }
+static void undeclared_domain(Model *m) {
+    set_str(&node(m, "add")->domain, "com.example");
+}
+static void empty_op(Model *m) {
+    set_str(&node(m, "add")->op_type, "");
+}
+static void undefined_input(Model *m) {
+    set_str(&node(m, "add")->input[1], "foo");
+}
 static void missing_initializer(Model *m) {
     Onnx__GraphProto *g = m->graph;
     for (size_t i = 0; i < g->n_initializer; i++)
@@ -153,15 +166,23 @@ static void missing_initializer(Model *m) {
             break;
         }
 }
-static void cycle(Model *m) { set_str(&node(m, "mm")->input[0], "z"); }
-static void defined_twice(Model *m) { set_str(&node(m, "add")->output[0], "x"); }
-static void output_twice(Model *m) { set_str(&node(m, "act")->output[0], "h"); }
+static void cycle(Model *m) {
+    set_str(&node(m, "mm")->input[0], "z");
+}
+static void defined_twice(Model *m) {
+    set_str(&node(m, "add")->output[0], "x");
+}
+static void output_twice(Model *m) {
+    set_str(&node(m, "act")->output[0], "h");
+}
 static void dtype_mismatch(Model *m) {
     Onnx__TensorProto *b = init(m, "b");
     b->data_type = 7; /* INT64 */
     set_raw(b, 24);
 }
-static void raw_too_short(Model *m) { set_raw(init(m, "b"), 8); }
+static void raw_too_short(Model *m) {
+    set_raw(init(m, "b"), 8);
+}
 static void inner_dim_mismatch(Model *m) {
     Onnx__TensorProto *W = init(m, "W");
     set_dims(W, 2, (int64_t[]){5, 3});
@@ -185,13 +206,21 @@ static void huge_input_dim(Model *m) {
     Onnx__TensorShapeProto__Dimension *d = m->graph->input[0]->type->tensor_type->shape->dim[1];
     d->dim_value = (int64_t)1 << 40;
 }
-static void negative_dim(Model *m) { set_dims(init(m, "b"), 1, (int64_t[]){-3}); }
+static void negative_dim(Model *m) {
+    set_dims(init(m, "b"), 1, (int64_t[]){-3});
+}
 static void rank_9(Model *m) {
     set_dims(init(m, "b"), 9, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 3});
 }
-static void double_dtype(Model *m) { init(m, "b")->data_type = 11; }
-static void no_dtype(Model *m) { init(m, "b")->has_data_type = 0; }
-static void bogus_dtype(Model *m) { init(m, "b")->data_type = 99; }
+static void double_dtype(Model *m) {
+    init(m, "b")->data_type = 11;
+}
+static void no_dtype(Model *m) {
+    init(m, "b")->has_data_type = 0;
+}
+static void bogus_dtype(Model *m) {
+    init(m, "b")->data_type = 99;
+}
 static void two_data_fields(Model *m) {
     Onnx__TensorProto *b = init(m, "b");
     b->float_data = malloc(3 * sizeof(float));
@@ -217,17 +246,31 @@ static void external_data(Model *m) {
     init(m, "W")->has_data_location = 1;
     init(m, "W")->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
 }
-static void unnamed_initializer(Model *m) { set_str(&init(m, "b")->name, ""); }
-static Onnx__AttributeProto *alpha(Model *m) { return node(m, "act")->attribute[0]; }
-static void attr_no_type(Model *m) { alpha(m)->has_type = 0; }
+static void unnamed_initializer(Model *m) {
+    set_str(&init(m, "b")->name, "");
+}
+static Onnx__AttributeProto *alpha(Model *m) {
+    return node(m, "act")->attribute[0];
+}
+static void attr_no_type(Model *m) {
+    alpha(m)->has_type = 0;
+}
 static void attr_wrong_type(Model *m) {
     alpha(m)->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
     alpha(m)->has_i = 1;
 }
-static void attr_unknown_name(Model *m) { set_str(&alpha(m)->name, "beta"); }
-static void attr_graph_type(Model *m) { alpha(m)->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH; }
-static void attr_no_name(Model *m) { set_str(&alpha(m)->name, ""); }
-static void output_undefined(Model *m) { set_str(&m->graph->output[0]->name, "nope"); }
+static void attr_unknown_name(Model *m) {
+    set_str(&alpha(m)->name, "beta");
+}
+static void attr_graph_type(Model *m) {
+    alpha(m)->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH;
+}
+static void attr_no_name(Model *m) {
+    set_str(&alpha(m)->name, "");
+}
+static void output_undefined(Model *m) {
+    set_str(&m->graph->output[0]->name, "nope");
+}
 static void input_no_type(Model *m) {
     onnx__type_proto__free_unpacked(m->graph->input[0]->type, NULL);
     m->graph->input[0]->type = NULL;
@@ -242,7 +285,9 @@ static void input_not_tensor(Model *m) {
     protobuf_c_message_free_unpacked(&t->tensor_type->base, NULL);
     t->value_case = ONNX__TYPE_PROTO__VALUE__NOT_SET;
 }
-static void input_twice(Model *m) { set_str(&m->graph->input[0]->name, "h"); }
+static void input_twice(Model *m) {
+    set_str(&m->graph->input[0]->name, "h");
+}
 static void params_bad_line(Model *m) {
     for (size_t i = 0; i < m->n_metadata_props; i++)
         if (!strcmp(m->metadata_props[i]->key, "attune.params"))
@@ -253,7 +298,9 @@ static void params_not_initializer(Model *m) {
         if (!strcmp(m->metadata_props[i]->key, "attune.params"))
             set_str(&m->metadata_props[i]->value, "0 h");
 }
-static void duplicate_meta(Model *m) { set_str(&m->metadata_props[1]->key, "labels"); }
+static void duplicate_meta(Model *m) {
+    set_str(&m->metadata_props[1]->key, "labels");
+}
 
 static void test_mutations(void) {
     EXPECT(no_ir_version, AT_E_FORMAT, "missing ir_version");
@@ -274,7 +321,8 @@ static void test_mutations(void) {
     EXPECT(dtype_mismatch, AT_E_SHAPE, "node 'add' (Add), inputs (float32[B,3], int64[3])");
     EXPECT(raw_too_short, AT_E_FORMAT,
            "initializer 'b': raw_data has 8 bytes, but float32[3] needs 12");
-    EXPECT(inner_dim_mismatch, AT_E_SHAPE, "node 'mm' (MatMul), inputs (float32[B,4], float32[5,3])");
+    EXPECT(inner_dim_mismatch, AT_E_SHAPE,
+           "node 'mm' (MatMul), inputs (float32[B,4], float32[5,3])");
     EXPECT(output_shape_mismatch, AT_E_SHAPE,
            "graph output 'z': the file declares float32[?,7], but the graph computes float32[B,3]");
     EXPECT(output_dtype_mismatch, AT_E_SHAPE, "graph output 'z': the file declares int64");
@@ -283,7 +331,8 @@ static void test_mutations(void) {
     EXPECT(huge_input_dim, AT_E_FORMAT, "graph input 'x': dimension too large");
     EXPECT(negative_dim, AT_E_FORMAT, "initializer 'b': dim 0 is negative");
     EXPECT(rank_9, AT_E_FORMAT, "initializer 'b': rank 9 exceeds the maximum 8");
-    EXPECT(double_dtype, AT_E_UNSUPPORTED, "initializer 'b': data type DOUBLE (11) is not supported");
+    EXPECT(double_dtype, AT_E_UNSUPPORTED,
+           "initializer 'b': data type DOUBLE (11) is not supported");
     EXPECT(no_dtype, AT_E_FORMAT, "initializer 'b': missing data type");
     EXPECT(bogus_dtype, AT_E_UNSUPPORTED, "initializer 'b': data type unknown (99)");
     EXPECT(two_data_fields, AT_E_FORMAT, "initializer 'b': data is stored in 2 fields");
@@ -312,7 +361,8 @@ static void test_truncated(void) {
     for (size_t len = 0; len < good_len; len++) {
         at_err e = {0};
         at_graph *g = at_graph_load_bytes(good, len, &e);
-        if (g) ok++;
+        if (g)
+            ok++;
         else {
             failed++;
             if (!e.msg[0] || (e.code != AT_E_FORMAT && e.code != AT_E_UNSUPPORTED &&
@@ -338,8 +388,10 @@ static void test_random(void) {
         for (size_t i = 0; i < len; i++) buf[i] = (uint8_t)rnd();
         at_err e = {0};
         at_graph *g = at_graph_load_bytes(buf, len, &e);
-        if (g) loaded++;
-        else if (!e.msg[0]) bad_msg++;
+        if (g)
+            loaded++;
+        else if (!e.msg[0])
+            bad_msg++;
         at_graph_free(g);
     }
     CHECK(loaded == 0 && bad_msg == 0, "random bytes: %d loaded, %d without message", loaded,
@@ -359,8 +411,10 @@ static void test_random(void) {
         int k = 1 + (int)(rnd() % 4);
         for (int i = 0; i < k; i++) cp[rnd() % good_len] = (uint8_t)rnd();
         at_graph *g = at_graph_load_bytes(cp, good_len, &e);
-        if (g) flips_loaded++;
-        else if (!e.msg[0]) bad_msg++;
+        if (g)
+            flips_loaded++;
+        else if (!e.msg[0])
+            bad_msg++;
         e.msg[0] = 0;
         at_graph_free(g);
     }
@@ -373,8 +427,8 @@ static void test_random(void) {
     w[1] = 0x01;
     w[2] = 0x41;
     memcpy(w + 3, good, good_len);
-    CHECK(!at_graph_load_bytes(w, good_len + 3, &e) && e.code == AT_E_FORMAT,
-          "wrong wire type: %s", e.msg);
+    CHECK(!at_graph_load_bytes(w, good_len + 3, &e) && e.code == AT_E_FORMAT, "wrong wire type: %s",
+          e.msg);
     free(w);
 }
 
@@ -400,7 +454,8 @@ static void test_many_messages(void) {
     b[k++] = 0x0a;
     at_err e = {0};
     at_graph *g = at_graph_load_bytes(b, k, &e);
-    CHECK(!g && e.code == AT_E_FORMAT && e.msg[0], "a million empty nodes: %s", e.msg);
+    CHECK(!g && e.code == AT_E_FORMAT && strstr(e.msg, "more memory than"),
+          "a million empty nodes: %s", e.msg);
     at_graph_free(g);
     free(b);
 }

@@ -130,7 +130,16 @@ DEF_RESHAPE(rs_hole, AT_SHAPE(4, 6), 4, -1)
 DEF_RESHAPE(rs_zero, AT_SHAPE(2, 12), 0, 12)
 DEF_RESHAPE(rs_flat, AT_SHAPE(24), -1)
 DEF_RESHAPE(rs_up, AT_SHAPE(2, 3, 2, 2), 0, 0, -1, 2)
-DEF_RESHAPE(rs_scalar, AT_SCALAR, 0)
+DEF_RESHAPE(rs_copy0, AT_SHAPE(1), 0)
+
+static int b_rs_scalar(at_graph *g, const at_val *in, at_val *out) {
+    out[0] = at_reshape(g, in[0], 0, NULL);
+    return 1;
+}
+static void r_rs_scalar(const at_tensor *in, int n_in, at_tensor *out, int n_out) {
+    (void)n_in, (void)n_out;
+    ref_same_data(&in[0], &out[0], AT_SCALAR);
+}
 
 static int b_rs_to(at_graph *g, const at_val *in, at_val *out) {
     out[0] = at_reshape_to(g, in[1], at_shape_of(g, in[0]));
@@ -479,7 +488,8 @@ static const oh_case cases[] = {
     {"reshape_zero_copies", 1, {F(-1, 1, 2, 3, 4)}, rs_zero_b, rs_zero_r, TOL},
     {"reshape_flatten", 1, {F(-1, 1, 2, 3, 4)}, rs_flat_b, rs_flat_r, TOL},
     {"reshape_rank_up", 1, {F(-1, 1, 2, 3, 4)}, rs_up_b, rs_up_r, TOL},
-    {"reshape_to_scalar", 1, {F(-1, 1, 1, 1)}, rs_scalar_b, rs_scalar_r, TOL},
+    {"reshape_to_scalar", 1, {F(-1, 1, 1, 1)}, b_rs_scalar, r_rs_scalar, TOL},
+    {"reshape_zero_copies_size1", 1, {F(-1, 1, 1, 1)}, rs_copy0_b, rs_copy0_r, TOL},
     {"reshape_to_shape_of", 2, {FN(-1, 1, 2, 3, 4), F(-1, 1, 6, 4)}, b_rs_to, r_rs_to, TOL},
 
     {"unsqueeze_ends", 1, {F(-1, 1, 3, 4)}, uq_ends_b, uq_ends_r, TOL},

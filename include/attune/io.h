@@ -30,8 +30,8 @@ extern "C" {
 
 /* The ONNX versions attune writes. */
 #define AT_ONNX_IR_VERSION 10
-#define AT_ONNX_OPSET 21
-#define AT_ATTUNE_OPSET 1
+#define AT_ONNX_OPSET      21
+#define AT_ATTUNE_OPSET    1
 
 typedef struct at_save_opts {
     /* Keep only what the graph outputs need: the nodes they depend on and
@@ -44,11 +44,10 @@ typedef struct at_save_opts {
 } at_save_opts;
 
 /* Writes g to path (atomically). opts may be NULL (the whole graph). */
-at_status at_graph_save(const at_graph *g, const char *path, const at_save_opts *opts,
-                        at_err *err);
+at_status at_graph_save(const at_graph *g, const char *path, const at_save_opts *opts, at_err *err);
 /* The serialized bytes in *buf (malloc'ed; the caller frees them). */
-at_status at_graph_save_bytes(const at_graph *g, const at_save_opts *opts, void **buf,
-                              size_t *len, at_err *err);
+at_status at_graph_save_bytes(const at_graph *g, const at_save_opts *opts, void **buf, size_t *len,
+                              at_err *err);
 
 /* A new graph from a file or a buffer; NULL with *err set on failure. */
 at_graph *at_graph_load(const char *path, at_err *err);
