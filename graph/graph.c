@@ -38,6 +38,9 @@ static void free_attr(at_attr_rec *a) {
     free(a->floats);
     if (a->t) free(a->t->data);
     free(a->t);
+    if (a->strs)
+        for (int i = 0; i < a->n; i++) free(a->strs[i]);
+    free(a->strs);
 }
 
 static void free_node(at_node_rec *n) {
@@ -398,6 +401,11 @@ static int copy_attr(at_attr_rec *d, const at_attr *s) {
         if (!(d->floats = malloc((size_t)s->n * sizeof(float)))) return -1;
         memcpy(d->floats, s->floats, (size_t)s->n * sizeof(float));
     }
+    if (s->kind == AT_ATTR_STRINGS && s->n > 0) {
+        if (!(d->strs = calloc((size_t)s->n, sizeof(char *)))) return -1;
+        for (int i = 0; i < s->n; i++)
+            if (!(d->strs[i] = dupstr(s->strs[i] ? s->strs[i] : ""))) return -1;
+    }
     if (s->kind == AT_ATTR_TENSOR && s->t) {
         if (!(d->t = calloc(1, sizeof(at_tensor)))) return -1;
         *d->t = *s->t;
@@ -683,4 +691,72 @@ const char *at_graph_meta(const at_graph *g, const char *key) {
 int at_graph_num_meta(const at_graph *g) { return g->n_meta; }
 const char *at_graph_meta_key(const at_graph *g, int i) {
     return i >= 0 && i < g->n_meta ? g->meta_keys[i] : NULL;
+}
+
+/* ---- deep copy ---- */
+
+static int clone_attr(at_attr_rec *d, const at_attr_rec *s) {
+    at_attr a = {.name = s->name, .kind = s->kind, .i = s->i, .f = s->f, .s = s->s, .n = s->n,
+                 .ints = s->ints, .floats = s->floats, .t = s->t,
+                 .strs = (const char *const *)s->strs};
+    return copy_attr(d, &a);
+}
+
+static int clone_node(at_node_rec *d, const at_node_rec *s) {
+    memset(d, 0, sizeof *d);
+    d->op = s->op;
+    d->n_in = s->n_in;
+    d->n_out = s->n_out;
+    d->name = dupstr(s->name);
+    d->op_type = dupstr(s->op_type);
+    d->domain = dupstr(s->domain);
+    d->in = malloc(sizeof(at_val) * (size_t)(s->n_in ? s->n_in : 1));
+    d->out = malloc(sizeof(at_val) * (size_t)(s->n_out ? s->n_out : 1));
+    d->attrs = calloc((size_t)(s->n_attrs ? s->n_attrs : 1), sizeof(at_attr_rec));
+    if (!d->name || !d->op_type || !d->domain || !d->in || !d->out || !d->attrs) return -1;
+    memcpy(d->in, s->in, sizeof(at_val) * (size_t)s->n_in);
+    memcpy(d->out, s->out, sizeof(at_val) * (size_t)s->n_out);
+    for (int i = 0; i < s->n_attrs; i++) {
+        d->n_attrs = i + 1;
+        if (clone_attr(&d->attrs[i], &s->attrs[i])) return -1;
+    }
+    return 0;
+}
+
+at_graph *at_graph_clone(const at_graph *g) {
+    at_graph *c = at_graph_new();
+    if (!c || !g) return c;
+    for (int i = 0; i < g->n_syms; i++)
+        if (at_sym(c, g->syms[i]) == 0) goto fail;
+    for (int v = 0; v < g->n_vals; v++) {
+        const at_value_rec *r = &g->vals[v];
+        at_val nv = at_graph_add_value(c, r->name, r->dtype, r->shape, r->kind);
+        if (nv != v) goto fail;
+        c->vals[v].producer = r->producer;
+        c->vals[v].group = r->group;
+        if (r->data) {
+            size_t bytes = (size_t)at_shape_numel(&r->shape) * at_dtype_size(r->dtype);
+            if (!(c->vals[v].data = malloc(bytes ? bytes : 1))) goto fail;
+            memcpy(c->vals[v].data, r->data, bytes);
+        }
+    }
+    if (grow((void **)&c->nodes, &c->cap_nodes, g->n_nodes + 1, sizeof(at_node_rec))) goto fail;
+    for (int i = 0; i < g->n_nodes; i++) {
+        c->n_nodes = i + 1;
+        if (clone_node(&c->nodes[i], &g->nodes[i])) goto fail;
+    }
+    for (int i = 0; i < g->n_inputs; i++)
+        if (add_list(c, g->inputs[i], &c->inputs, &c->n_inputs, &c->cap_inputs) == AT_NONE)
+            goto fail;
+    for (int i = 0; i < g->n_outputs; i++)
+        if (at_output(c, g->outputs[i]) != AT_OK) goto fail;
+    for (int i = 0; i < g->n_meta; i++)
+        if (at_graph_set_meta(c, g->meta_keys[i], g->meta_vals[i]) != AT_OK) goto fail;
+    c->next_id = g->next_id;
+    c->status = g->status;
+    memcpy(c->err, g->err, sizeof c->err);
+    return c;
+fail:
+    at_graph_free(c);
+    return NULL;
 }

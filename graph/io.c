@@ -375,6 +375,16 @@ static AttributeProto *save_attr(saver *sv, const at_attr_rec *a) {
         p->n_ints = (size_t)a->n;
         p->ints = a->ints;
         break;
+    case AT_ATTR_STRINGS:
+        p->n_strings = (size_t)a->n;
+        p->strings = sv_array(sv, (size_t)a->n, sizeof(ProtobufCBinaryData));
+        if (!p->strings) return NULL;
+        for (int i = 0; i < a->n; i++) {
+            const char *x = a->strs && a->strs[i] ? a->strs[i] : "";
+            p->strings[i].data = (uint8_t *)x;
+            p->strings[i].len = strlen(x);
+        }
+        break;
     case AT_ATTR_TENSOR:
         if (!a->t) break;
         p->t = save_tensor(sv, NULL, a->t->dtype, &a->t->shape, a->t->data);
@@ -1349,6 +1359,26 @@ static at_status read_attrs(loader *L, const NodeProto *n, const char *label, at
             d->n = (int)a->n_ints;
             d->ints = a->ints;
             break;
+        case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRINGS: {
+            if (a->n_strings > INT_MAX)
+                return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' is too long", label, a->name);
+            char **v = pool_alloc(&L->scratch, sizeof(char *) * (a->n_strings + 1));
+            if (!v) return fmt_err(L, AT_E_NOMEM, "out of memory");
+            for (size_t i = 0; i < a->n_strings; i++) {
+                const ProtobufCBinaryData *b = &a->strings[i];
+                if (b->len && memchr(b->data, 0, b->len))
+                    return fmt_err(L, AT_E_FORMAT, "%s: string %zu of attribute '%s' contains a "
+                                   "NUL byte",
+                                   label, i, a->name);
+                if (!(v[i] = pool_alloc(&L->scratch, b->len + 1)))
+                    return fmt_err(L, AT_E_NOMEM, "out of memory");
+                if (b->len) memcpy(v[i], b->data, b->len);
+            }
+            d->kind = AT_ATTR_STRINGS;
+            d->n = (int)a->n_strings;
+            d->strs = (const char *const *)v;
+            break;
+        }
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR: {
             if (!a->t)
                 return fmt_err(L, AT_E_FORMAT, "%s: tensor attribute '%s' has no tensor", label,

@@ -15,6 +15,7 @@ typedef struct at_attr_rec {
     int64_t *ints;
     float *floats;
     at_tensor *t; /* t and t->data owned */
+    char **strs;  /* n owned strings for AT_ATTR_STRINGS */
 } at_attr_rec;
 
 typedef struct at_node_rec {

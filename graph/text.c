@@ -133,6 +133,14 @@ static void put_attr(FILE *f, const at_attr_rec *a) {
         }
         fputc(']', f);
         break;
+    case AT_ATTR_STRINGS:
+        fputc('[', f);
+        for (int i = 0; i < a->n; i++) {
+            if (i) fputs(", ", f);
+            put_quoted(f, a->strs && a->strs[i] ? a->strs[i] : "", SHOW_META_CHARS);
+        }
+        fputc(']', f);
+        break;
     case AT_ATTR_TENSOR:
         if (a->t) {
             char b[160];

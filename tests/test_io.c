@@ -112,6 +112,11 @@ static bool attr_same(const at_attr_rec *x, const at_attr_rec *y) {
     case AT_ATTR_FLOATS:
         return x->n == y->n &&
                (x->n == 0 || memcmp(x->floats, y->floats, sizeof(float) * x->n) == 0);
+    case AT_ATTR_STRINGS:
+        if (x->n != y->n) return false;
+        for (int i = 0; i < x->n; i++)
+            if (strcmp(x->strs[i], y->strs[i])) return false;
+        return true;
     case AT_ATTR_TENSOR:
         return x->t->dtype == y->t->dtype && at_shape_equal(&x->t->shape, &y->t->shape) &&
                memcmp(x->t->data, y->t->data, at_tensor_nbytes(x->t)) == 0;
@@ -872,6 +877,52 @@ static int emit(const char *dir) {
     return 0;
 }
 
+/* Every sample model: same graph after the round trip, same bytes after a second save,
+ * bit-identical outputs. */
+static void test_roundtrip_samples(void) {
+    struct {
+        const char *name;
+        builder_fn build;
+        bool run;
+    } models[] = {{"mlp", emit_mlp, true},       {"attention", emit_attention, true},
+                  {"conv", emit_conv, true},     {"lstm", emit_lstm, true},
+                  {"shapes", emit_shapes, true}, {"training", emit_training, false}};
+    for (size_t k = 0; k < sizeof models / sizeof *models; k++) {
+        at_graph *g = models[k].build();
+        CHECK(at_graph_status(g) == AT_OK, "%s: build: %s", models[k].name, at_graph_error(g));
+        at_err err = {0};
+        void *b1 = NULL, *b2 = NULL;
+        size_t n1 = 0, n2 = 0;
+        at_graph *h = NULL;
+        if (at_graph_status(g) == AT_OK && at_graph_save_bytes(g, NULL, &b1, &n1, &err) == AT_OK)
+            h = at_graph_load_bytes(b1, n1, &err);
+        CHECK(h != NULL, "%s: %s", models[k].name, err.msg);
+        if (h) {
+            const char *d = graph_diff(g, h);
+            CHECK(d == NULL, "%s: round trip differs: %s", models[k].name, d);
+            CHECK_OK(at_graph_save_bytes(h, NULL, &b2, &n2, &err));
+            CHECK(n1 == n2 && !memcmp(b1, b2, n1), "%s: save-load-save bytes differ",
+                  models[k].name);
+        }
+        if (h && models[k].run) {
+            run_out ra, rb;
+            char ma[600] = "", mb[600] = "";
+            at_status sa = run_graph(g, &ra, 5, ma, sizeof ma);
+            at_status sb = run_graph(h, &rb, 5, mb, sizeof mb);
+            CHECK(sa == AT_OK && sb == AT_OK, "%s: runs: %s %s", models[k].name, ma, mb);
+            for (int i = 0; sa == AT_OK && sb == AT_OK && i < ra.n; i++)
+                CHECK(!memcmp(ra.t[i].data, rb.t[i].data, at_tensor_nbytes(&ra.t[i])),
+                      "%s: output %d differs after the round trip", models[k].name, i);
+            run_free(&ra);
+            run_free(&rb);
+        }
+        free(b1);
+        free(b2);
+        at_graph_free(h);
+        at_graph_free(g);
+    }
+}
+
 static int resave(const char *in, const char *out) {
     at_err err;
     at_graph *g = at_graph_load(in, &err);
@@ -891,6 +942,7 @@ int main(int argc, char **argv) {
     make_tmpdir();
     test_roundtrip_mixed();
     test_roundtrip_training();
+    test_roundtrip_samples();
     test_save_errors();
     test_text_and_dot();
     test_foreign();

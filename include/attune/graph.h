@@ -38,6 +38,7 @@ typedef enum at_attr_kind {
     AT_ATTR_TENSOR = 4,
     AT_ATTR_FLOATS = 6,
     AT_ATTR_INTS = 7,
+    AT_ATTR_STRINGS = 8,
 } at_attr_kind;
 
 /* An attribute as passed to at_node_add (copied by the graph). */
@@ -51,6 +52,7 @@ typedef struct at_attr {
     const int64_t *ints;
     const float *floats;
     const at_tensor *t;
+    const char *const *strs; /* n strings for AT_ATTR_STRINGS */
 } at_attr;
 
 #define AT_ATTR_I(nm, v) ((at_attr){.name = (nm), .kind = AT_ATTR_INT, .i = (v)})
@@ -59,6 +61,8 @@ typedef struct at_attr {
 #define AT_ATTR_INTS(nm, cnt, p) ((at_attr){.name = (nm), .kind = AT_ATTR_INTS, .n = (cnt), .ints = (p)})
 #define AT_ATTR_FLOATS(nm, cnt, p)                                                                 \
     ((at_attr){.name = (nm), .kind = AT_ATTR_FLOATS, .n = (cnt), .floats = (p)})
+#define AT_ATTR_STRS(nm, cnt, p)                                                                   \
+    ((at_attr){.name = (nm), .kind = AT_ATTR_STRINGS, .n = (cnt), .strs = (p)})
 #define AT_ATTR_T(nm, tp) ((at_attr){.name = (nm), .kind = AT_ATTR_TENSOR, .t = (tp)})
 
 /* ---- graph lifetime ---- */
