@@ -1367,7 +1367,8 @@ static at_status read_attrs(loader *L, const NodeProto *n, const char *label, at
             for (size_t i = 0; i < a->n_strings; i++) {
                 const ProtobufCBinaryData *b = &a->strings[i];
                 if (b->len && memchr(b->data, 0, b->len))
-                    return fmt_err(L, AT_E_FORMAT, "%s: string %zu of attribute '%s' contains a "
+                    return fmt_err(L, AT_E_FORMAT,
+                                   "%s: string %zu of attribute '%s' contains a "
                                    "NUL byte",
                                    label, i, a->name);
                 if (!(v[i] = pool_alloc(&L->scratch, b->len + 1)))

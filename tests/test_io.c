@@ -21,6 +21,7 @@
 #include "attune/io.h"
 #include "check.h"
 #include "graph/ir.h"
+#include "ops/op.h"
 #include "onnx.pb-c.h"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -748,6 +749,13 @@ static at_graph *emit_conv(void) {
     return g;
 }
 
+static bool op_has_attr(const char *op, const char *attr) {
+    int k = at_op_lookup(op, "");
+    for (const at_attr_schema *a = k >= 0 ? at_op_table[k]->attrs : NULL; a && a->name; a++)
+        if (!strcmp(a->name, attr)) return true;
+    return false;
+}
+
 static at_graph *emit_lstm(void) {
     at_graph *g = at_graph_new();
     int64_t T = at_sym(g, "T"), B = at_sym(g, "B");
@@ -760,7 +768,18 @@ static at_graph *emit_lstm(void) {
     fill_f32(g, r, -0.4f, 0.4f);
     fill_f32(g, bb, -0.1f, 0.1f);
     at_val y, yh;
-    at_lstm(g, x, w, r, bb, lens, AT_NONE, AT_NONE, 5, "bidirectional", &y, &yh, NULL);
+    if (op_has_attr("LSTM", "activations")) {
+        /* the STRINGS attribute kind, where the LSTM schema takes activations */
+        const char *acts[6] = {"Sigmoid", "Tanh", "Tanh", "Sigmoid", "Tanh", "Tanh"};
+        at_attr a[3] = {AT_ATTR_I("hidden_size", 5), AT_ATTR_S("direction", "bidirectional"),
+                        AT_ATTR_STRS("activations", 6, acts)};
+        at_val in[5] = {x, w, r, bb, lens}, out[2];
+        at_node_add(g, "LSTM", "", in, 5, out, 2, a, 3);
+        y = out[0];
+        yh = out[1];
+    } else {
+        at_lstm(g, x, w, r, bb, lens, AT_NONE, AT_NONE, 5, "bidirectional", &y, &yh, NULL);
+    }
     at_output(g, y);
     at_output(g, yh);
     return g;
