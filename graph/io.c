@@ -396,7 +396,15 @@ static AttributeProto *save_attr(saver *sv, const at_attr_rec *a) {
     return p;
 }
 
-static NodeProto *save_node(saver *sv, int idx, bool dup_name) {
+/* Ops of ai.attune that are the identity in the forward pass and differ
+ * only in their gradient. An inference file writes them as ONNX Identity,
+ * so ONNX Runtime runs the model. */
+static bool is_identity_forward(const at_node_rec *n) {
+    return n->domain && strcmp(n->domain, AT_DOMAIN_ATTUNE) == 0 &&
+           (strcmp(n->op_type, "StopGradient") == 0 || strcmp(n->op_type, "GradientReversal") == 0);
+}
+
+static NodeProto *save_node(saver *sv, int idx, bool dup_name, bool inference) {
     const at_graph *g = sv->g;
     const at_node_rec *n = &g->nodes[idx];
     NodeProto *p = NEW(sv, NodeProto);
@@ -405,6 +413,18 @@ static NodeProto *save_node(saver *sv, int idx, bool dup_name) {
     p->domain = n->domain ? n->domain : (char *)"";
     /* ONNX Runtime rejects two nodes with the same non-empty name. */
     p->name = dup_name ? NULL : n->name;
+    if (inference && is_identity_forward(n)) {
+        p->op_type = (char *)"Identity";
+        p->domain = (char *)"";
+        p->n_input = 1;
+        p->input = sv_array(sv, 1, sizeof(char *));
+        p->n_output = 1;
+        p->output = sv_array(sv, 1, sizeof(char *));
+        if (!p->input || !p->output) return NULL;
+        p->input[0] = g->vals[n->in[0]].name;
+        p->output[0] = g->vals[n->out[0]].name;
+        return p;
+    }
     p->n_input = (size_t)n->n_in;
     p->input = sv_array(sv, (size_t)n->n_in, sizeof(char *));
     p->n_output = (size_t)n->n_out;
@@ -485,7 +505,8 @@ static at_status build_model(saver *sv, const at_save_opts *o, const extra_meta 
             for (int j = 0; j < n->n_out && !need_node[order[k]]; j++)
                 if (n->out[j] != AT_NONE && need_val[n->out[j]]) need_node[order[k]] = true;
             if (!need_node[order[k]]) continue;
-            for (int i = 0; i < n->n_in; i++)
+            int n_in = is_identity_forward(n) ? 1 : n->n_in;
+            for (int i = 0; i < n_in; i++)
                 if (n->in[i] != AT_NONE) need_val[n->in[i]] = true;
         }
     } else {
@@ -562,7 +583,7 @@ static at_status build_model(saver *sv, const at_save_opts *o, const extra_meta 
         if (!need_node[i]) continue;
         const char *nm = g->nodes[i].name;
         bool dup = !nm || !*nm || !sm_put(&names, nm, i, NULL);
-        NodeProto *p = save_node(sv, i, dup);
+        NodeProto *p = save_node(sv, i, dup, o && o->inference);
         if (!p) break;
         gp->node[gp->n_node++] = p;
     }
@@ -1422,6 +1443,9 @@ static at_status load_nodes(loader *L) {
     char lb[300];
     /* Every unknown op at once, so one run shows what a file needs. */
     {
+        enum { MAX_SHOWN = 24 };
+        const NodeProto *shown[MAX_SHOWN];
+        int n_shown = 0;
         char list[700];
         size_t k = 0;
         int bad = 0;
@@ -1437,11 +1461,18 @@ static at_status load_nodes(loader *L) {
                 return fmt_err(L, AT_E_FORMAT, "%s: no inputs and no outputs",
                                node_label(n, lb, sizeof lb));
             if (at_op_lookup(n->op_type, nz(n->domain)) >= 0) continue;
+            /* distinct (op, domain) pairs; only the listed ones are compared,
+             * so a file of a million unknown nodes stays linear */
             bool seen = false;
-            for (size_t j = 0; j < i && !seen; j++)
-                seen = strcmp(gp->node[j]->op_type, n->op_type) == 0 &&
-                       strcmp(nz(gp->node[j]->domain), nz(n->domain)) == 0;
+            for (int j = 0; j < n_shown && !seen; j++)
+                seen = strcmp(shown[j]->op_type, n->op_type) == 0 &&
+                       strcmp(nz(shown[j]->domain), nz(n->domain)) == 0;
             if (seen) continue;
+            if (n_shown == MAX_SHOWN) {
+                bad++;
+                continue;
+            }
+            shown[n_shown++] = n;
             if (k < sizeof list - 1) {
                 if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx") != 0)
                     k += (size_t)snprintf(list + k, sizeof list - k, "%s%s (domain %s)",
@@ -1452,7 +1483,9 @@ static at_status load_nodes(loader *L) {
             }
             bad++;
         }
-        if (bad) return fmt_err(L, AT_E_UNSUPPORTED, "unknown op%s: %s", bad > 1 ? "s" : "", list);
+        if (bad)
+            return fmt_err(L, AT_E_UNSUPPORTED, "unknown op%s: %s%s", bad > 1 ? "s" : "", list,
+                           bad > n_shown ? ", ..." : "");
     }
     int *order = malloc((nn + 1) * sizeof(int));
     if (!order) return fmt_err(L, AT_E_NOMEM, "out of memory");
@@ -1460,8 +1493,8 @@ static at_status load_nodes(loader *L) {
     for (size_t k = 0; k < nn && st == AT_OK; k++) {
         const NodeProto *n = gp->node[order[k]];
         node_label(n, lb, sizeof lb);
-        if (n->n_input > 4096 || n->n_output > 4096) {
-            st = fmt_err(L, AT_E_FORMAT, "%s: too many inputs or outputs", lb);
+        if (n->n_input > 4096 || n->n_output > 4096 || n->n_attribute > 1024) {
+            st = fmt_err(L, AT_E_FORMAT, "%s: too many inputs, outputs or attributes", lb);
             break;
         }
         at_val *in = pool_alloc(&L->scratch, sizeof(at_val) * (n->n_input + 1));

@@ -7,7 +7,6 @@
 #include "ops/op.h"
 
 /* Defined in ops/shape.c: reads a shape-like input as (possibly symbolic) dims. */
-bool at_infer_shape_input(const at_infer_ctx *c, int i, int n, int64_t *v, bool *sym);
 
 #define PAR_MIN 32768
 

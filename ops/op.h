@@ -145,6 +145,12 @@ static inline int at_norm_axis(int64_t axis, int rank) {
 /* Product of dims [from, to) of a concrete shape. */
 int64_t at_dims_prod(const at_shape *s, int from, int to);
 
+/* Reads input i, an int64 vector of n dims, into v: numbers when its data
+ * is known, or, while building, the (possibly symbolic) dims of x when the
+ * value is Shape(x); sym[k] tells a symbol from a number. False when
+ * unknown. (ops/shape.c) */
+bool at_infer_shape_input(const at_infer_ctx *c, int i, int n, int64_t *v, bool *sym);
+
 /* Typed view helpers. */
 #define AT_F32P(t) ((float *)(t)->data)
 #define AT_I64P(t) ((int64_t *)(t)->data)

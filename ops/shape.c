@@ -20,7 +20,6 @@
 #define COPY_CHUNK 16384
 
 /* Shared with ops/gather.c (declared there). */
-bool at_infer_shape_input(const at_infer_ctx *c, int i, int n, int64_t *v, bool *sym);
 
 /* ------------------------------------------------------------------------------------------ */
 /* small helpers */
@@ -248,14 +247,14 @@ static void strided_copy(void *dst, const void *src, size_t es, int rank, const 
     }
 }
 
-/* One tile of a transpose: o[i * J + j] = x[j * I + i] for i in [i0, i1), j in [j0, j1). */
+/* One tile of a transpose: o[i * ods + j] = x[i + j * xs] for i < ni, j < nj (writes
+ * contiguous along j, reads contiguous along i). */
 #define TILE_FN(T, name)                                                                           \
-    static void name(void *out, const void *in, int64_t I, int64_t J, int64_t i0, int64_t i1,      \
-                     int64_t j0, int64_t j1) {                                                     \
+    static void name(void *out, const void *in, int64_t ods, int64_t xs, int64_t ni, int64_t nj) { \
         T *o = out;                                                                                \
         const T *x = in;                                                                           \
-        for (int64_t i = i0; i < i1; i++)                                                          \
-            for (int64_t j = j0; j < j1; j++) o[i * J + j] = x[j * I + i];                         \
+        for (int64_t i = 0; i < ni; i++)                                                           \
+            for (int64_t j = 0; j < nj; j++) o[i * ods + j] = x[i + j * xs];                       \
     }
 TILE_FN(uint8_t, tile_1)
 TILE_FN(uint16_t, tile_2)
@@ -263,31 +262,39 @@ TILE_FN(uint32_t, tile_4)
 TILE_FN(uint64_t, tile_8)
 #undef TILE_FN
 
-/* out[b][i][j] = in[b][j][i] with in [B, J, I], in 32x32 tiles so both sides stay in cache. */
-static void transpose_2d(void *out, const void *in, size_t es, int64_t B, int64_t I, int64_t J,
-                         int threads) {
+/* A permutation copy (coalesced: dims, dst strides ds, src strides ss) whose last output dim
+ * is strided in the source: tiles of 32x32 between the output dim p that is contiguous in the
+ * source and the last output dim, so both sides stream through cache; every other dim is an
+ * outer loop. */
+static void transpose_tiled(void *out, const void *in, size_t es, int r, const int64_t *dims,
+                            const int64_t *ds, const int64_t *ss, int p, int threads) {
     enum { TB = 32 };
-    void (*tile)(void *, const void *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) =
-        es == 1   ? tile_1
-        : es == 2 ? tile_2
-        : es == 4 ? tile_4
-        : es == 8 ? tile_8
-                  : NULL;
-    if (!tile) {
-        int64_t dims[3] = {B, I, J}, ds[3] = {I * J, J, 1}, ss[3] = {I * J, 1, I};
-        strided_copy(out, in, es, 3, dims, ds, ss, threads);
-        return;
-    }
-    int64_t ti = (I + TB - 1) / TB, tj = (J + TB - 1) / TB, units = B * ti * tj;
-    bool par = B * I * J > PAR_MIN && units > 1;
+    void (*tile)(void *, const void *, int64_t, int64_t, int64_t, int64_t) = es == 1   ? tile_1
+                                                                             : es == 2 ? tile_2
+                                                                             : es == 4 ? tile_4
+                                                                                       : tile_8;
+    int od[AT_MAX_RANK], m = 0;
+    for (int d = 0; d < r - 1; d++)
+        if (d != p) od[m++] = d;
+    int64_t outer = 1;
+    for (int k = 0; k < m; k++) outer *= dims[od[k]];
+    int64_t I = dims[p], J = dims[r - 1], ti = (I + TB - 1) / TB, tj = (J + TB - 1) / TB;
+    int64_t units = outer * ti * tj;
+    bool par = outer * I * J > PAR_MIN && units > 1;
     char *op = out;
     const char *xp = in;
 #pragma omp parallel for num_threads(threads) if (par) schedule(static)
     for (int64_t u = 0; u < units; u++) {
-        int64_t b = u / (ti * tj), i0 = (u / tj) % ti * TB, j0 = u % tj * TB;
-        int64_t i1 = i0 + TB < I ? i0 + TB : I, j1 = j0 + TB < J ? j0 + TB : J;
-        size_t off = (size_t)(b * I * J) * es;
-        tile(op + off, xp + off, I, J, i0, i1, j0, j1);
+        int64_t rest = u / (ti * tj), i0 = (u / tj) % ti * TB, j0 = u % tj * TB;
+        int64_t doff = i0 * ds[p] + j0, soff = i0 + j0 * ss[r - 1];
+        for (int k = m - 1; k >= 0; k--) {
+            int64_t i = rest % dims[od[k]];
+            rest /= dims[od[k]];
+            doff += i * ds[od[k]];
+            soff += i * ss[od[k]];
+        }
+        tile(op + (ptrdiff_t)doff * (ptrdiff_t)es, xp + (ptrdiff_t)soff * (ptrdiff_t)es, ds[p],
+             ss[r - 1], I - i0 < TB ? I - i0 : TB, J - j0 < TB ? J - j0 : TB);
     }
 }
 
@@ -417,17 +424,15 @@ static at_status transpose_cpu(at_kernel_ctx *k) {
     for (int i = 0; i < r; i++) dims[i] = y->shape.dim[i], ss[i] = ist[perm[i]];
     contiguous_strides(r, dims, ds);
     int n = coalesce(r, dims, ds, ss);
-    /* After merging, the common layouts are one batched 2-D transpose; the rest either keep
-     * the last dim (row copies) or fall back to the strided loop. */
-    if (n == 2 && ss[0] == 1 && ss[1] == dims[0]) {
-        transpose_2d(y->data, x->data, es, 1, dims[0], dims[1], nthreads(k));
-        return AT_OK;
-    }
-    if (n == 3 && ss[1] == 1 && ss[2] == dims[1] && ss[0] == dims[1] * dims[2]) {
-        transpose_2d(y->data, x->data, es, dims[0], dims[1], dims[2], nthreads(k));
-        return AT_OK;
-    }
-    strided_copy(y->data, x->data, es, n, dims, ds, ss, nthreads(k));
+    /* Keeping the last dim makes row copies; moving it needs tiles to stay in cache. */
+    int p = -1;
+    for (int d = 0; n > 1 && ss[n - 1] != 1 && d < n - 1; d++)
+        if (ss[d] == 1) p = d;
+    bool es_ok = es == 1 || es == 2 || es == 4 || es == 8;
+    if (p >= 0 && es_ok)
+        transpose_tiled(y->data, x->data, es, n, dims, ds, ss, p, nthreads(k));
+    else
+        strided_copy(y->data, x->data, es, n, dims, ds, ss, nthreads(k));
     return AT_OK;
 }
 
@@ -469,8 +474,7 @@ static const at_attr_schema reshape_attrs[] = {{"allowzero", AT_ATTR_INT, false}
 /* The value of the -1 dim of a reshape from in to out (out[hole] unset), or 0 when it cannot
  * be expressed: symbols common to both sides cancel, then what is left must be numbers, or
  * one input symbol against an equal product of numbers. */
-static int64_t reshape_hole(at_infer_ctx *c, const at_shape *in, const int64_t *out, int n,
-                            int hole, bool *bad) {
+static int64_t reshape_hole(const at_shape *in, const int64_t *out, int n, int hole, bool *bad) {
     int64_t ins[AT_MAX_RANK];
     int nin = 0;
     int64_t pin = 1, pout = 1;
@@ -504,7 +508,6 @@ static int64_t reshape_hole(at_infer_ctx *c, const at_shape *in, const int64_t *
         return pin / pout;
     }
     if (nin == 1 && pin == pout) return ins[0];
-    (void)c;
     return 0;
 }
 
@@ -549,7 +552,7 @@ static at_status reshape_infer(at_infer_ctx *c) {
         return at_infer_fail(c, AT_E_SHAPE, "allowzero shape holds both 0 and -1");
     bool bad;
     if (hole >= 0) {
-        int64_t h = reshape_hole(c, x, y->dim, n, hole, &bad);
+        int64_t h = reshape_hole(x, y->dim, n, hole, &bad);
         if (bad)
             return at_infer_fail(c, AT_E_SHAPE, "cannot infer the -1 dim: sizes do not divide");
         if (h == 0) {
@@ -559,8 +562,8 @@ static at_status reshape_infer(at_infer_ctx *c) {
         y->dim[hole] = h;
     }
     if (shape_concrete(x) && shape_concrete(y) && shape_numel(x) != shape_numel(y))
-        return at_infer_fail(c, AT_E_SHAPE, "%lld elements cannot take %d-d target shape with %lld",
-                             (long long)shape_numel(x), n, (long long)shape_numel(y));
+        return at_infer_fail(c, AT_E_SHAPE, "cannot reshape %lld elements to %lld",
+                             (long long)shape_numel(x), (long long)shape_numel(y));
     return AT_OK;
 }
 

@@ -808,6 +808,27 @@ static at_graph *emit_shapes(void) {
     return g;
 }
 
+/* Gradient reversal and stop-gradient in the forward path, a loss, SGD: the model file
+ * writes both as Identity and drops lambda, lr and the training nodes. */
+static at_graph *emit_grl(void) {
+    at_graph *g = at_graph_new();
+    at_val x = at_input(g, "x", AT_F32, AT_SHAPE(at_sym(g, "B"), 4));
+    at_val lam = at_input(g, "lambda", AT_F32, AT_SCALAR);
+    at_val lr = at_input(g, "lr", AT_F32, AT_SCALAR);
+    at_val W = at_param(g, "W", AT_F32, AT_SHAPE(4, 3), 0);
+    fill_f32(g, W, -1, 1);
+    at_val r = at_gradient_reversal(g, at_matmul(g, x, W), lam);
+    at_val y = at_add(g, r, at_stop_gradient(g, at_tanh(g, r)));
+    at_val p = at_softmax(g, y, -1);
+    at_value_rename(g, p, "probs");
+    at_output(g, p);
+    at_val loss = at_reduce_mean(g, at_mul(g, y, y), 0, NULL, 0);
+    at_val grad, upd;
+    at_backward(g, loss, &W, 1, &grad);
+    at_sgd(g, 1, &W, &grad, lr, 0.0f, 0.0f, &upd);
+    return g;
+}
+
 /* The training graph: passes onnx.checker (custom domains are not schema-checked), but
  * ONNX Runtime cannot run ai.attune ops, so it is checked only. */
 static at_graph *emit_training(void) {
@@ -828,14 +849,15 @@ static void json_str(FILE *f, const char *s) {
 }
 
 static int emit(const char *dir) {
+    /* run: ONNX Runtime runs it; model: written as a model file (at_model_save) */
     struct {
         const char *name;
         builder_fn build;
-        bool run;
-    } models[] = {{"mixed", emit_mixed, true},         {"mlp", emit_mlp, true},
-                  {"attention", emit_attention, true}, {"conv", emit_conv, true},
-                  {"lstm", emit_lstm, true},           {"shapes", emit_shapes, true},
-                  {"training", emit_training, false}};
+        bool run, model;
+    } models[] = {{"mixed", emit_mixed, true, false},         {"mlp", emit_mlp, true, false},
+                  {"attention", emit_attention, true, false}, {"conv", emit_conv, true, false},
+                  {"lstm", emit_lstm, true, false},           {"shapes", emit_shapes, true, false},
+                  {"training", emit_training, false, false},  {"grl", emit_grl, true, true}};
     int nm = (int)(sizeof models / sizeof *models);
     char path[600];
     snprintf(path, sizeof path, "%s/manifest.json", dir);
@@ -854,8 +876,13 @@ static int emit(const char *dir) {
         at_status st = at_graph_status(g);
         if (st != AT_OK) snprintf(error, sizeof error, "build: %s", at_graph_error(g));
         snprintf(path, sizeof path, "%s/%s.onnx", dir, name);
-        if (!error[0] && at_graph_save(g, path, NULL, &err) != AT_OK)
+        at_save_opts so = {.inference = models[k].model};
+        if (!error[0] && at_graph_save(g, path, &so, &err) != AT_OK)
             snprintf(error, sizeof error, "save: %s", err.msg);
+        /* attune runs what it reads back from the file, as ONNX Runtime will */
+        at_graph_free(g);
+        g = error[0] ? NULL : at_graph_load(path, &err);
+        if (!error[0] && !g) snprintf(error, sizeof error, "load: %s", err.msg);
         fprintf(mf, "%s{\"name\": \"%s\", \"file\": \"%s.onnx\", \"run\": %s, ", k ? ",\n" : "",
                 name, name, models[k].run ? "true" : "false");
         run_out ro = {0};
@@ -942,6 +969,42 @@ static void test_roundtrip_samples(void) {
     }
 }
 
+static void test_model_identity_ops(void) {
+    at_graph *g = emit_grl();
+    CHECK(at_graph_status(g) == AT_OK, "grl build: %s", at_graph_error(g));
+    at_save_opts so = {.inference = true};
+    void *b = NULL;
+    size_t n = 0;
+    at_err err = {0};
+    at_graph *h = NULL;
+    if (at_graph_save_bytes(g, &so, &b, &n, &err) == AT_OK) h = at_graph_load_bytes(b, n, &err);
+    CHECK(h != NULL, "grl model: %s", err.msg);
+    if (h) {
+        int identities = 0, custom = 0;
+        for (int i = 0; i < at_graph_num_nodes(h); i++) {
+            identities += !strcmp(at_node_op(h, i), "Identity");
+            custom += strcmp(at_node_domain(h, i), "") != 0;
+        }
+        CHECK(identities == 2 && custom == 0, "identities %d, custom-domain nodes %d", identities,
+              custom);
+        CHECK(at_graph_num_inputs(h) == 1 && !strcmp(at_value_name(h, at_graph_input(h, 0)), "x"),
+              "lambda and lr dropped: %d inputs", at_graph_num_inputs(h));
+        run_out ra, rb;
+        char ma[600] = "", mb[600] = "";
+        at_status sa = run_graph(g, &ra, 5, ma, sizeof ma);
+        at_status sb = run_graph(h, &rb, 5, mb, sizeof mb);
+        CHECK(sa == AT_OK && sb == AT_OK, "grl runs: %s %s", ma, mb);
+        if (sa == AT_OK && sb == AT_OK)
+            CHECK(!memcmp(ra.t[0].data, rb.t[0].data, at_tensor_nbytes(&ra.t[0])),
+                  "the model file computes what the training graph does");
+        run_free(&ra);
+        run_free(&rb);
+    }
+    free(b);
+    at_graph_free(h);
+    at_graph_free(g);
+}
+
 static int resave(const char *in, const char *out) {
     at_err err;
     at_graph *g = at_graph_load(in, &err);
@@ -962,6 +1025,7 @@ int main(int argc, char **argv) {
     test_roundtrip_mixed();
     test_roundtrip_training();
     test_roundtrip_samples();
+    test_model_identity_ops();
     test_save_errors();
     test_text_and_dot();
     test_foreign();

@@ -140,6 +140,77 @@ static int check_bad_label(void) {
     return bad;
 }
 
+/* Symbolic batch through LayerNormalization and the loss: build and differentiate with
+ * x [B, 5], run with two batch sizes. Checks the loss against the reference on the fetched
+ * normalized y, and that each row of dx sums to 0 (layer norm is shift-invariant). */
+static int check_symbolic(void) {
+    at_graph *g = at_graph_new();
+    int64_t B = at_sym(g, "B");
+    at_val x = at_input(g, "x", AT_F32, AT_SHAPE(B, 5));
+    at_val l = at_input(g, "l", AT_I64, AT_SHAPE(B));
+    float sc[5] = {1, 0.5f, 2, 1.5f, 0.8f};
+    at_val scale = at_const(g, "scale", AT_F32, AT_SHAPE(5), sc);
+    at_val y = at_layer_norm(g, x, scale, AT_NONE, -1, 1e-5f);
+    at_val loss = at_softmax_cross_entropy(g, y, l, AT_NONE, "mean", -100);
+    at_val dx;
+    if (at_backward(g, loss, &x, 1, &dx) != AT_OK) {
+        fprintf(stderr, "FAIL symbolic: backward: %s\n", at_graph_error(g));
+        at_graph_free(g);
+        return 1;
+    }
+    int bad = 0;
+    at_shape ds = at_value_shape(g, dx);
+    if (ds.rank != 2 || ds.dim[0] != B || ds.dim[1] != 5) {
+        fprintf(stderr, "FAIL symbolic: dx shape lost its symbol\n");
+        bad = 1;
+    }
+    at_err err;
+    at_session *s = at_session_new(g, NULL, &err);
+    if (!s) {
+        fprintf(stderr, "FAIL symbolic: session: %s\n", err.msg);
+        at_graph_free(g);
+        return 1;
+    }
+    for (int64_t nb = 3; nb <= 4 && !bad; nb++) {
+        float xd[20];
+        int64_t ld[4] = {4, -100, 0, 2};
+        for (int i = 0; i < nb * 5; i++) xd[i] = (float)((i * 7) % 11) * 0.3f - 1.5f;
+        at_feed f[2] = {{x, {AT_F32, AT_SHAPE(nb, 5), xd}}, {l, {AT_I64, AT_SHAPE(nb), ld}}};
+        at_val fetch[3] = {loss, y, dx};
+        at_tensor out[3];
+        if (at_session_run(s, f, 2, fetch, 3, out, NULL, 0) != AT_OK) {
+            fprintf(stderr, "FAIL symbolic: run: %s\n", at_session_error(s));
+            bad = 1;
+            break;
+        }
+        at_tensor in[2] = {out[1], {AT_I64, AT_SHAPE(nb), ld}}, want;
+        float wd[1];
+        want.data = wd;
+        ref_ce(in, 2, &want, 1, R_MEAN, true, -100);
+        if (fabsf(((float *)out[0].data)[0] - wd[0]) > 1e-5f) {
+            fprintf(stderr, "FAIL symbolic: B=%lld loss %g, want %g\n", (long long)nb,
+                    ((float *)out[0].data)[0], wd[0]);
+            bad = 1;
+        }
+        for (int b = 0; b < nb; b++) {
+            double rs = 0, ra = 0;
+            for (int j = 0; j < 5; j++) {
+                rs += ((float *)out[2].data)[b * 5 + j];
+                ra += fabs(((float *)out[2].data)[b * 5 + j]);
+            }
+            if (fabs(rs) > 1e-5 || (b != 1 && ra < 1e-4) || (b == 1 && ra != 0)) {
+                fprintf(stderr, "FAIL symbolic: B=%lld dx row %d sums to %g (|.| %g)\n",
+                        (long long)nb, b, rs, ra);
+                bad = 1;
+            }
+        }
+    }
+    if (!bad) printf("ok   symbolic_batch_layernorm_loss\n");
+    at_session_free(s);
+    at_graph_free(g);
+    return bad;
+}
+
 int main(int argc, char **argv) {
     const oh_case cases[] = {
         ROW("ce_mean", ce_mean, 2, SCORES(6, 4), OH_I64(0, 4, 6)),
@@ -203,5 +274,6 @@ int main(int argc, char **argv) {
     };
     int rc = oh_run(cases, (int)(sizeof cases / sizeof cases[0]), "test_ops_loss", argc, argv);
     if (argc > 1) return rc;
-    return check_bad_label() || rc;
+    int b1 = check_bad_label(), b2 = check_symbolic();
+    return b1 || b2 || rc;
 }

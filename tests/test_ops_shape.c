@@ -332,6 +332,23 @@ DEF_SLICE(sl_empty, 1, I64S(3), I64S(1), I64S(0), NULL)
 DEF_SLICE(sl_last, 1, I64S(-1), I64S(INT64_MAX), I64S(1), NULL)
 DEF_SLICE(sl_big, 2, I64S(1, 3), I64S(-1, 200), I64S(0, 2), I64S(1, 2))
 
+/* int32 starts/ends/axes/steps, as ONNX allows */
+static const int32_t sl32_starts[2] = {-1, 1}, sl32_ends[2] = {-1000, 3}, sl32_axes[2] = {0, -1},
+                     sl32_steps[2] = {-2, 1};
+static const slice_spec sl32_spec = {2, I64S(-1, 1), I64S(-1000, 3), I64S(0, -1), I64S(-2, 1)};
+static int b_slice_i32(at_graph *g, const at_val *in, at_val *out) {
+    at_val v[5] = {in[0], at_const(g, NULL, AT_I32, AT_SHAPE(2), sl32_starts),
+                   at_const(g, NULL, AT_I32, AT_SHAPE(2), sl32_ends),
+                   at_const(g, NULL, AT_I32, AT_SHAPE(2), sl32_axes),
+                   at_const(g, NULL, AT_I32, AT_SHAPE(2), sl32_steps)};
+    out[0] = at_node1(g, "Slice", v, 5, NULL, 0);
+    return 1;
+}
+static void r_slice_i32(const at_tensor *in, int n_in, at_tensor *out, int n_out) {
+    (void)n_in, (void)n_out;
+    ref_slice(&in[0], &sl32_spec, &out[0]);
+}
+
 /* SliceGrad directly: dy [2,2] into zeros [4,5] at rows 3,1 (step -2), columns 1..2. */
 static int b_slice_grad(at_graph *g, const at_val *in, at_val *out) {
     at_val v[6] = {in[0],
@@ -481,6 +498,7 @@ static const oh_case cases[] = {
     {"transpose_rank5_size1", 1, {F(-1, 1, 2, 1, 3, 4, 2)}, tr_rank5_b, tr_rank5_r, TOL},
     {"transpose_heads", 1, {F(-1, 1, 2, 5, 3, 4)}, tr_heads_b, tr_heads_r, TOL},
     {"transpose_big_parallel", 1, {F(-1, 1, 64, 96, 40)}, tr_big_b, tr_big_r, TOL},
+    {"transpose_reverse_tiles", 1, {F(-1, 1, 37, 3, 41)}, tr_rev3_b, tr_rev3_r, TOL},
     {"transpose_identity", 1, {F(-1, 1, 2, 3, 4)}, tr_id_b, tr_id_r, TOL},
     {"transpose_int64", 1, {OH_I64(-50, 50, 3, 37, 5)}, tr_rev3_b, tr_rev3_r, TOL},
 
@@ -545,6 +563,7 @@ static const oh_case cases[] = {
     {"slice_last_size1", 1, {F(-1, 1, 3, 1, 4)}, sl_last_b, sl_last_r, TOL},
     {"slice_big_parallel", 1, {F(-1, 1, 40, 8, 400)}, sl_big_b, sl_big_r, TOL},
     {"slice_int64", 1, {OH_I64(-9, 9, 5, 6)}, sl_basic_b, sl_basic_r, TOL},
+    {"slice_int32_params", 1, {F(-1, 1, 5, 2, 4)}, b_slice_i32, r_slice_i32, TOL},
     {"slice_grad_op", 1, {F(-1, 1, 2, 2)}, b_slice_grad, r_slice_grad, TOL},
 
     {"expand_rank_up", 1, {F(-1, 1, 3, 1)}, ex_rank_up_b, ex_rank_up_r, TOL},
@@ -632,20 +651,21 @@ static void check_symbolic(void) {
 }
 
 /* Symbolic shapes through a session: the reshape back and the gradient of a concat along a
- * symbolic axis both need shapes folded at plan time. */
+ * symbolic axis (pieces of different lengths T and S) both need shapes folded at plan time. */
 static void check_plan_folding(void) {
     at_graph *g = at_graph_new();
-    int64_t B = at_sym(g, "B"), T = at_sym(g, "T");
+    int64_t B = at_sym(g, "B"), T = at_sym(g, "T"), S = at_sym(g, "S");
     at_val x = at_input(g, "x", AT_F32, AT_SHAPE(B, T, 4));
+    at_val v = at_input(g, "v", AT_F32, AT_SHAPE(B, S, 4));
+    at_val wx = at_input(g, "wx", AT_F32, AT_SHAPE(B, T, 4));
+    at_val wv = at_input(g, "wv", AT_F32, AT_SHAPE(B, S, 4));
     at_val y = at_reshape(g, x, 2, I64S(0, -1));
     at_val z = at_reshape_to(g, y, at_shape_of(g, x));
-    at_val c = at_concat(g, 2, (at_val[]){x, at_transpose(g, z, 3, I64S(0, 1, 2))}, 1);
-    at_val w = at_input(g, "w", AT_F32, AT_SHAPE(B, T, 4));
-    at_val c2 = at_concat(g, 2, (at_val[]){w, w}, 1); /* [B, ?, 4] */
-    at_val prod = at_mul(g, c, c2);
-    at_val loss = at_reduce_sum(g, prod, 3, I64S(0, 1, 2), 0);
-    at_val grads[2];
-    CHECK_OK(at_backward(g, loss, (at_val[]){x, w}, 2, grads));
+    at_val c = at_concat(g, 2, (at_val[]){z, v}, 1);    /* [B, ?, 4] */
+    at_val cw = at_concat(g, 2, (at_val[]){wx, wv}, 1); /* [B, ?, 4] */
+    at_val loss = at_reduce_sum(g, at_mul(g, c, cw), 3, I64S(0, 1, 2), 0);
+    at_val wrt[4] = {x, v, wx, wv}, grads[4];
+    CHECK_OK(at_backward(g, loss, wrt, 4, grads));
     CHECK(at_graph_status(g) == AT_OK, "%s", at_graph_error(g));
     at_err err;
     at_session *s = at_session_new(g, NULL, &err);
@@ -655,28 +675,32 @@ static void check_plan_folding(void) {
         return;
     }
     for (int bt = 0; bt < 2; bt++) {
-        int64_t nb = 2 + bt, nt = 3 + 2 * bt, n = nb * nt * 4;
-        float *xd = malloc(sizeof(float) * (size_t)n), *wd = malloc(sizeof(float) * (size_t)n);
-        for (int64_t i = 0; i < n; i++) xd[i] = (float)i * 0.5f - 3, wd[i] = (float)(i % 7) - 2;
-        at_feed f[2] = {{x, {AT_F32, AT_SHAPE(nb, nt, 4), xd}},
-                        {w, {AT_F32, AT_SHAPE(nb, nt, 4), wd}}};
-        at_tensor out[3];
-        at_status st = at_session_run(s, f, 2, (at_val[]){z, grads[0], grads[1]}, 3, out, NULL, 0);
+        int64_t nb = 2 + bt, nt = 3 + 2 * bt, ns = 1 + 3 * bt;
+        int64_t n[4] = {nb * nt * 4, nb * ns * 4, nb * nt * 4, nb * ns * 4};
+        float *d[4];
+        at_feed f[4];
+        for (int k = 0; k < 4; k++) {
+            d[k] = malloc(sizeof(float) * (size_t)n[k]);
+            for (int64_t i = 0; i < n[k]; i++) d[k][i] = (float)((i * (k + 3)) % 11) - 5;
+            f[k] = (at_feed){wrt[k], {AT_F32, AT_SHAPE(nb, k % 2 ? ns : nt, 4), d[k]}};
+        }
+        at_val fetch[5] = {z, grads[0], grads[1], grads[2], grads[3]};
+        at_tensor out[5];
+        at_status st = at_session_run(s, f, 4, fetch, 5, out, NULL, 0);
         CHECK(st == AT_OK, "run: %s", at_session_error(s));
         if (st == AT_OK) {
             CHECK(out[0].shape.rank == 3 && out[0].shape.dim[1] == nt, "z shape");
-            int bad = 0;
-            for (int64_t i = 0; i < n; i++) {
-                /* loss = sum(x*w) + sum(z*w) with z == x: d/dx = 2w, d/dw = 2x */
-                bad += ((float *)out[0].data)[i] != xd[i];
-                bad += fabsf(((float *)out[1].data)[i] - 2 * wd[i]) > 1e-5f;
-                bad += fabsf(((float *)out[2].data)[i] - 2 * xd[i]) > 1e-4f;
+            int bad = memcmp(out[0].data, d[0], sizeof(float) * (size_t)n[0]) != 0;
+            /* loss = sum(x*wx) + sum(v*wv): each gradient is its partner */
+            for (int k = 0; k < 4; k++) {
+                bad += !at_shape_equal(&out[1 + k].shape, &f[k].t.shape);
+                if (!bad)
+                    bad += memcmp(out[1 + k].data, d[k ^ 2], sizeof(float) * (size_t)n[k]) != 0;
             }
-            CHECK(bad == 0, "values through folding (B=%lld T=%lld): %d wrong", (long long)nb,
-                  (long long)nt, bad);
+            CHECK(bad == 0, "values through folding (B=%lld T=%lld S=%lld): %d wrong",
+                  (long long)nb, (long long)nt, (long long)ns, bad);
         }
-        free(xd);
-        free(wd);
+        for (int k = 0; k < 4; k++) free(d[k]);
     }
     at_session_free(s);
     at_graph_free(g);

@@ -37,7 +37,10 @@ typedef struct at_save_opts {
     /* Keep only what the graph outputs need: the nodes they depend on and
      * the inputs and initializers those nodes read. Drops training-only
      * nodes (losses, gradients, updates), their inputs (labels, learning
-     * rate) and optimizer state. This is how a model file is written. */
+     * rate) and optimizer state; writes StopGradient and GradientReversal
+     * (the identity in the forward pass) as ONNX Identity, so a model made
+     * of standard ops otherwise runs in ONNX Runtime. This is how a model
+     * file is written. */
     bool inference;
     /* GraphProto.name (ONNX requires a non-empty one); NULL: "attune". */
     const char *graph_name;
