@@ -110,6 +110,20 @@ static void hash_insert(at_graph *g, at_val v) {
     g->hash[i] = v + 1;
 }
 
+/* Linear-probing delete: shift later members of the cluster back. */
+static void hash_remove(at_graph *g, at_val v) {
+    int mask = g->hash_cap - 1;
+    int i = (int)(hash_str(g->vals[v].name) & (uint64_t)mask);
+    while (g->hash[i] && g->hash[i] != v + 1) i = (i + 1) & mask;
+    if (!g->hash[i]) return;
+    g->hash[i] = 0;
+    for (int j = (i + 1) & mask; g->hash[j]; j = (j + 1) & mask) {
+        int e = g->hash[j];
+        g->hash[j] = 0;
+        hash_insert(g, e - 1);
+    }
+}
+
 static int hash_rebuild(at_graph *g, int cap) {
     int *h = calloc((size_t)cap, sizeof(int));
     if (!h) return -1;
@@ -153,8 +167,12 @@ int64_t at_sym(at_graph *g, const char *name) {
 
 int64_t at_sym_fresh(at_graph *g) {
     char name[32];
-    snprintf(name, sizeof name, "_d%d", g->n_syms);
-    return at_sym(g, name);
+    for (int k = g->n_syms;; k++) { /* a loaded file may already use "_d<k>" */
+        snprintf(name, sizeof name, "_d%d", k);
+        bool used = false;
+        for (int i = 0; i < g->n_syms && !used; i++) used = strcmp(g->syms[i], name) == 0;
+        if (!used) return at_sym(g, name);
+    }
 }
 
 const char *at_sym_name(const at_graph *g, int64_t d) {
@@ -329,9 +347,10 @@ at_status at_value_rename(at_graph *g, at_val v, const char *name) {
         return at_graph_fail(g, AT_E_INVALID, "value name '%s' is already used", name);
     char *d = dupstr(name);
     if (!d) return at_graph_fail(g, AT_E_NOMEM, "out of memory");
+    hash_remove(g, v);
     free(g->vals[v].name);
     g->vals[v].name = d;
-    if (hash_rebuild(g, g->hash_cap)) return at_graph_fail(g, AT_E_NOMEM, "out of memory");
+    hash_insert(g, v);
     g->version++;
     return AT_OK;
 }
@@ -417,6 +436,19 @@ static int copy_attr(at_attr_rec *d, const at_attr *s) {
     return 0;
 }
 
+static const char *attr_kind_name(at_attr_kind k) {
+    switch (k) {
+    case AT_ATTR_FLOAT: return "FLOAT";
+    case AT_ATTR_INT: return "INT";
+    case AT_ATTR_STRING: return "STRING";
+    case AT_ATTR_TENSOR: return "TENSOR";
+    case AT_ATTR_FLOATS: return "FLOATS";
+    case AT_ATTR_INTS: return "INTS";
+    case AT_ATTR_STRINGS: return "STRINGS";
+    default: return "UNDEFINED";
+    }
+}
+
 static at_status check_attrs(at_graph *g, const at_op_def *def, const char *node_name,
                              const at_attr *attrs, int n_attrs) {
     for (int i = 0; i < n_attrs; i++) {
@@ -427,8 +459,9 @@ static at_status check_attrs(at_graph *g, const at_op_def *def, const char *node
                                  node_name, def->name, attrs[i].name ? attrs[i].name : "");
         if (sc->kind != attrs[i].kind)
             return at_graph_fail(g, AT_E_INVALID,
-                                 "node '%s' (%s): attribute '%s' has kind %d, expected %d",
-                                 node_name, def->name, sc->name, (int)attrs[i].kind, (int)sc->kind);
+                                 "node '%s' (%s): attribute '%s' is %s, expected %s", node_name,
+                                 def->name, sc->name, attr_kind_name(attrs[i].kind),
+                                 attr_kind_name(sc->kind));
         if (attrs[i].kind == AT_ATTR_TENSOR && !attrs[i].t)
             return at_graph_fail(g, AT_E_INVALID, "node '%s' (%s): attribute '%s' has no tensor",
                                  node_name, def->name, sc->name);

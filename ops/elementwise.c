@@ -123,6 +123,13 @@ static at_status float_unary_infer(at_infer_ctx *c) {
     return AT_OK;
 }
 
+static at_status gelu_infer(at_infer_ctx *c) {
+    const char *a = at_attr_str(c->node, "approximate", "none");
+    if (strcmp(a, "none") != 0 && strcmp(a, "tanh") != 0)
+        return at_infer_fail(c, AT_E_INVALID, "approximate must be \"none\" or \"tanh\", got \"%s\"", a);
+    return float_unary_infer(c);
+}
+
 static at_status same_infer(at_infer_ctx *c) {
     c->out_dtype[0] = c->in_dtype[0];
     c->out_shape[0] = c->in_shape[0];
@@ -225,8 +232,9 @@ static at_status equal_cpu(at_kernel_ctx *k) {
         const float *X = (const float *)k->in[0].data;                                             \
         float *Y = (float *)k->out[0].data;                                                        \
         int64_t n = at_shape_numel(&k->out[0].shape);                                              \
-        const at_node_rec *node = k->node;                                                         \
-        (void)node;                                                                                \
+        const float alpha = at_attr_float(k->node, "alpha", 0.01f);                                \
+        const bool approx = strcmp(at_attr_str(k->node, "approximate", "none"), "tanh") == 0;      \
+        (void)alpha, (void)approx;                                                                 \
         _Pragma("omp parallel for num_threads(k->threads) if(n > PAR_MIN) schedule(static)") for ( \
             int64_t i = 0; i < n; i++) {                                                           \
             float x = X[i];                                                                        \
@@ -235,7 +243,11 @@ static at_status equal_cpu(at_kernel_ctx *k) {
         return AT_OK;                                                                              \
     }
 
-static inline float gelu_f(float x) {
+#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
+
+/* Gelu with ONNX's approximate = "none" (erf) or "tanh". */
+static inline float gelu_f(float x, bool approx) {
+    if (approx) return 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
     return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
 }
 static inline float sigmoid_f(float x) {
@@ -243,13 +255,13 @@ static inline float sigmoid_f(float x) {
 }
 
 DEFINE_UNARY_F32(relu, x > 0 ? x : 0.0f)
-DEFINE_UNARY_F32(gelu, gelu_f(x))
+DEFINE_UNARY_F32(gelu, gelu_f(x, approx))
 DEFINE_UNARY_F32(tanh, tanhf(x))
 DEFINE_UNARY_F32(sigmoid, sigmoid_f(x))
 DEFINE_UNARY_F32(exp, expf(x))
 DEFINE_UNARY_F32(log, logf(x))
 DEFINE_UNARY_F32(sqrt, sqrtf(x))
-DEFINE_UNARY_F32(leaky_relu, x >= 0 ? x : at_attr_float(node, "alpha", 0.01f) * x)
+DEFINE_UNARY_F32(leaky_relu, x >= 0 ? x : alpha * x)
 
 #define DEFINE_UNARY_NUM(NAME, EXPR)                                                               \
     static at_status NAME##_cpu(at_kernel_ctx *k) {                                                \
@@ -458,8 +470,9 @@ static at_status clip_grad_cpu(at_kernel_ctx *k) {
         const float *D = k->in[0].data, *S = k->in[1].data;                                        \
         float *Y = k->out[0].data;                                                                 \
         int64_t n = at_shape_numel(&k->out[0].shape);                                              \
-        const at_node_rec *node = k->node;                                                         \
-        (void)node;                                                                                \
+        const float alpha = at_attr_float(k->node, "alpha", 0.01f);                                \
+        const bool approx = strcmp(at_attr_str(k->node, "approximate", "none"), "tanh") == 0;      \
+        (void)alpha, (void)approx;                                                                 \
         _Pragma("omp parallel for num_threads(k->threads) if(n > PAR_MIN) schedule(static)") for ( \
             int64_t i = 0; i < n; i++) {                                                           \
             float d = D[i], s = S[i];                                                              \
@@ -468,7 +481,12 @@ static at_status clip_grad_cpu(at_kernel_ctx *k) {
         return AT_OK;                                                                              \
     }
 
-static inline float gelu_grad_f(float x) {
+static inline float gelu_grad_f(float x, bool approx) {
+    if (approx) {
+        float u = GELU_K * (x + 0.044715f * x * x * x), t = tanhf(u);
+        float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+    }
     float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
     float pdf = 0.3989422804014327f * expf(-0.5f * x * x);
     return cdf + x * pdf;
@@ -477,8 +495,8 @@ static inline float gelu_grad_f(float x) {
 DEFINE_GRAD(relu_grad, s > 0 ? d : 0.0f)                                           /* s = y */
 DEFINE_GRAD(tanh_grad, d *(1.0f - s * s))                                          /* s = y */
 DEFINE_GRAD(sigmoid_grad, d *s *(1.0f - s))                                        /* s = y */
-DEFINE_GRAD(gelu_grad, d *gelu_grad_f(s))                                          /* s = x */
-DEFINE_GRAD(leaky_relu_grad, s >= 0 ? d : d * at_attr_float(node, "alpha", 0.01f)) /* s = x */
+DEFINE_GRAD(gelu_grad, d *gelu_grad_f(s, approx))                                          /* s = x */
+DEFINE_GRAD(leaky_relu_grad, s >= 0 ? d : d * alpha) /* s = x */
 
 /* ---- SumToShape(x, ref): sum x over its broadcast dims down to ref's shape ---- */
 
@@ -638,10 +656,12 @@ static at_status pass_grad(at_grad_ctx *c) {
 /* Emits Op(dy, saved) -> dx, copying the forward node's attributes. */
 static at_status saved_grad(at_grad_ctx *c, const char *op, at_val saved) {
     const at_node_rec *n = at_grad_node(c);
-    at_attr attrs[1];
+    at_attr attrs[2];
     int na = 0;
     const at_attr_rec *al = at_attr_find(n, "alpha");
     if (al) attrs[na++] = AT_ATTR_F("alpha", al->f);
+    const at_attr_rec *ap = at_attr_find(n, "approximate");
+    if (ap) attrs[na++] = AT_ATTR_S("approximate", ap->s);
     at_val in[2] = {c->dy[0], saved};
     c->dx[0] = at_node1(c->g, op, in, 2, attrs, na);
     return at_graph_status(c->g);
@@ -775,7 +795,7 @@ UN(Abs, AT_DOMAIN_ONNX, numeric_unary_infer, abs_cpu, abs_grad, no_attrs, 0)
 UN(Sign, AT_DOMAIN_ONNX, numeric_unary_infer, sign_cpu, NULL, no_attrs, 1)
 UN(Relu, AT_DOMAIN_ONNX, float_unary_infer, relu_cpu, relu_grad, no_attrs, 0)
 UN(LeakyRelu, AT_DOMAIN_ONNX, float_unary_infer, leaky_relu_cpu, leaky_relu_grad, alpha_attrs, 0)
-UN(Gelu, AT_DOMAIN_ONNX, float_unary_infer, gelu_cpu, gelu_grad, gelu_attrs, 0)
+UN(Gelu, AT_DOMAIN_ONNX, gelu_infer, gelu_cpu, gelu_grad, gelu_attrs, 0)
 UN(Tanh, AT_DOMAIN_ONNX, float_unary_infer, tanh_cpu, tanh_grad, no_attrs, 0)
 UN(Sigmoid, AT_DOMAIN_ONNX, float_unary_infer, sigmoid_cpu, sigmoid_grad, no_attrs, 0)
 UN(Exp, AT_DOMAIN_ONNX, float_unary_infer, exp_cpu, exp_grad, no_attrs, 0)
@@ -834,7 +854,7 @@ const at_op_def at_op_def_SumToShape = {.name = "SumToShape",
                                         .cpu = KERNEL};
 GRADOP(ReluGrad, relu_grad_cpu, no_attrs)
 GRADOP(LeakyReluGrad, leaky_relu_grad_cpu, alpha_attrs)
-GRADOP(GeluGrad, gelu_grad_cpu, no_attrs)
+GRADOP(GeluGrad, gelu_grad_cpu, gelu_attrs)
 GRADOP(TanhGrad, tanh_grad_cpu, no_attrs)
 GRADOP(SigmoidGrad, sigmoid_grad_cpu, no_attrs)
 

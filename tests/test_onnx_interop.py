@@ -43,6 +43,9 @@ def ort_session(path):
 def check_attune_file(path, name):
     """The properties every attune file has (DESIGN.md section 5)."""
     m = onnx.load(path)
+    with open(path, "rb") as f:
+        if m.SerializeToString() != f.read():
+            fail(f"{name}: not byte-identical to protobuf's own serialization of the same model")
     try:
         onnx.checker.check_model(m, full_check=True)
     except Exception as e:  # noqa: BLE001 - the checker raises several types

@@ -84,6 +84,9 @@ static double f_sign(double x) { return (x > 0) - (x < 0); }
 static double f_relu(double x) { return x > 0 ? x : 0; }
 static double f_leaky(double x) { return x >= 0 ? x : 0.1 * x; }
 static double f_gelu(double x) { return 0.5 * x * (1 + erf(x / sqrt(2.0))); }
+static double f_gelu_tanh(double x) {
+    return 0.5 * x * (1 + tanh(sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x)));
+}
 static double f_sigmoid(double x) { return 1 / (1 + exp(-x)); }
 static double f_id(double x) { return x; }
 static double f_not(double x) { return !x; }
@@ -100,6 +103,7 @@ REF_UN(sign, f_sign)
 REF_UN(relu, f_relu)
 REF_UN(leaky, f_leaky)
 REF_UN(gelu, f_gelu)
+REF_UN(gelu_tanh, f_gelu_tanh)
 REF_UN(tanh, tanh)
 REF_UN(sigmoid, f_sigmoid)
 REF_UN(exp, exp)
@@ -178,6 +182,11 @@ static int b_leaky(at_graph *g, const at_val *in, at_val *out) {
     out[0] = at_leaky_relu(g, in[0], 0.1f);
     return 1;
 }
+static int b_gelu_tanh(at_graph *g, const at_val *in, at_val *out) {
+    at_attr a = AT_ATTR_S("approximate", "tanh");
+    out[0] = at_node1(g, "Gelu", in, 1, &a, 1);
+    return 1;
+}
 static int b_clip(at_graph *g, const at_val *in, at_val *out) {
     out[0] = at_clip(g, in[0], -0.5f, 0.5f);
     return 1;
@@ -245,6 +254,7 @@ static const oh_case cases[] = {
      {{.dt = AT_F32, .shape = AT_SHAPE(4, 6), .lo = -1, .hi = 1, .min_abs = 0.05f, .grad = true}},
      b_leaky, ref_leaky, T_EL, G_EL},
     {"gelu", 1, {F(-3, 3, 5, 8)}, b_gelu, ref_gelu, 1e-6, 1e-5, G_EL},
+    {"gelu_tanh", 1, {F(-3, 3, 5, 8)}, b_gelu_tanh, ref_gelu_tanh, 1e-6, 1e-5, G_EL},
     {"tanh", 1, {F(-2, 2, 5, 8)}, b_tanh, ref_tanh, 1e-6, 1e-5, G_EL},
     {"sigmoid", 1, {F(-4, 4, 5, 8)}, b_sigmoid, ref_sigmoid, 1e-6, 1e-5, G_EL},
     {"exp", 1, {F(-2, 2, 5, 8)}, b_exp, ref_exp, 1e-6, 1e-5, G_EL},

@@ -13,6 +13,7 @@
 #include "ops.h"
 #include "autodiff.h"
 #include "session.h"
+#include "io.h"
 
 #ifdef __cplusplus
 extern "C" {
