@@ -48,6 +48,8 @@
 #define MAX_FILE_BYTES   ((size_t)INT32_MAX)
 #define MAX_DIM          ((int64_t)1 << 31)
 #define MAX_TENSOR_BYTES ((int64_t)1 << 34)
+/* The oldest default-domain opset a file may declare (see upgrade_node). */
+#define MIN_ONNX_OPSET 7
 
 typedef Onnx__ModelProto ModelProto;
 typedef Onnx__GraphProto GraphProto;
@@ -797,6 +799,7 @@ typedef struct loader {
     strmap defs;          /* value name -> DEF_INIT, DEF_INPUT, or k: output of node k */
     bool want_checkpoint; /* consume the checkpoint keys into info */
     at_checkpoint_info *info;
+    int64_t onnx_opset; /* the file's default-domain opset (0 when it declares none) */
 } loader;
 
 static at_status fmt_err(loader *L, at_status code, const char *fmt, ...)
@@ -1037,12 +1040,15 @@ static at_status load_opsets(loader *L) {
         if (!sm_put(&L->opsets, d, (int)i, NULL))
             return fmt_err(L, AT_E_FORMAT, "opset_import lists domain '%s' twice", d);
         if (!*d) {
-            /* Softmax, Reduce*, Split and others changed meaning before 13. */
-            if (o->version < 13)
+            /* Before 7 the arithmetic ops broadcast through attributes and many ops carried
+             * consumed_inputs; from 7 on, what changed is converted node by node
+             * (upgrade_node). */
+            if (o->version < MIN_ONNX_OPSET)
                 return fmt_err(L, AT_E_UNSUPPORTED,
-                               "default-domain opset %lld is too old: attune implements opset "
-                               "13..%d semantics",
-                               (long long)o->version, AT_ONNX_OPSET);
+                               "default-domain opset %lld is too old: attune reads opsets "
+                               "%d..%d",
+                               (long long)o->version, MIN_ONNX_OPSET, AT_ONNX_OPSET);
+            L->onnx_opset = o->version;
         } else if (strcmp(d, AT_DOMAIN_ATTUNE) == 0 && o->version > AT_ATTUNE_OPSET) {
             return fmt_err(L, AT_E_UNSUPPORTED,
                            "the file uses ai.attune opset %lld; this attune implements %d",
@@ -1424,6 +1430,159 @@ static at_status read_attrs(loader *L, const NodeProto *n, const char *label, at
     return AT_OK;
 }
 
+/* ---- Older opsets ----
+ * attune's ops follow opset 21. A node of an older default-domain opset whose signature
+ * differs is rewritten into the current form before it is added, so the graph (and any file
+ * saved from it) holds only current-opset nodes:
+ *   ReduceSum < 13, ReduceMean / ReduceMax < 18, Squeeze / Unsqueeze < 13: the `axes`
+ *     attribute becomes the int64 input `axes`;
+ *   Split < 13: the `split` attribute becomes the int64 input `split`;
+ *   Slice < 10: the `starts`, `ends`, `axes` attributes become inputs;
+ *   Clip < 11: the `min`, `max` attributes become scalar inputs;
+ *   Dropout < 12: the `ratio` attribute is dropped (those opsets have no training mode:
+ *     the op is the identity at inference);
+ *   Softmax / LogSoftmax < 13: the input was coerced to 2-D at `axis` (default 1); when the
+ *     axis is the last one that is the same as now, otherwise the node runs on a 2-D view
+ *     and its output is reshaped back. */
+
+/* What upgrade_node changed beyond the node's inputs and attributes. */
+typedef struct upgrade {
+    at_val restore_shape; /* reshape output 0 back to this value's shape; AT_NONE: no */
+} upgrade;
+
+static int attr_index(const at_attr *a, int n, const char *name) {
+    for (int k = 0; k < n; k++)
+        if (strcmp(a[k].name, name) == 0) return k;
+    return -1;
+}
+
+static void attr_remove(at_attr *a, int *n, int k) {
+    for (int j = k + 1; j < *n; j++) a[j - 1] = a[j];
+    (*n)--;
+}
+
+static at_status builder_fail(loader *L, const char *label) {
+    return fmt_err(L, L->g->status, "%s: %s", label, L->g->err);
+}
+
+/* Moves the ints attribute `name` to input `pos` as an int64 vector. */
+static at_status attr_to_input(loader *L, const char *label, at_val *in, int *n_in, at_attr *attrs,
+                               int *n_attrs, const char *name, int pos) {
+    int k = attr_index(attrs, *n_attrs, name);
+    if (k < 0) return AT_OK;
+    if (attrs[k].kind != AT_ATTR_INTS)
+        return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' must be ints in opset %lld", label, name,
+                       (long long)L->onnx_opset);
+    if (*n_in > pos && in[pos] != AT_NONE)
+        return fmt_err(L, AT_E_FORMAT, "%s: '%s' is given both as an attribute and as input %d",
+                       label, name, pos);
+    for (int i = *n_in; i < pos; i++) in[i] = AT_NONE;
+    in[pos] = at_const_i64s(L->g, attrs[k].n, attrs[k].ints);
+    if (in[pos] == AT_NONE) return builder_fail(L, label);
+    if (*n_in < pos + 1) *n_in = pos + 1;
+    attr_remove(attrs, n_attrs, k);
+    return AT_OK;
+}
+
+/* Softmax and LogSoftmax before 13: softmax over the 2-D coercion [d0*..*d(a-1), da*..]. */
+static at_status upgrade_softmax(loader *L, const char *label, at_val *in, int n_in, at_attr *attrs,
+                                 int *n_attrs, upgrade *u) {
+    int k = attr_index(attrs, *n_attrs, "axis");
+    if (k >= 0 && attrs[k].kind != AT_ATTR_INT) return AT_OK; /* the builder names the error */
+    if (k < 0) {
+        k = (*n_attrs)++;
+        attrs[k] = AT_ATTR_I("axis", 1); /* the old default; 13 made it -1 */
+    }
+    if (n_in < 1 || in[0] == AT_NONE) return AT_OK;
+    at_graph *g = L->g;
+    at_shape xs = at_value_shape(g, in[0]);
+    int a = at_norm_axis(attrs[k].i, xs.rank);
+    if (a < 0 || a == xs.rank - 1) return AT_OK;
+    int64_t q = 1, p = 1;
+    bool q_known = true, p_known = true;
+    for (int i = 0; i < xs.rank; i++) {
+        bool *known = i < a ? &q_known : &p_known;
+        int64_t *prod = i < a ? &q : &p;
+        if (xs.dim[i] < 0)
+            *known = false;
+        else
+            *prod *= xs.dim[i];
+    }
+    int64_t two[2];
+    if (p_known && q_known && (p == 0 || q == 0)) {
+        return AT_OK; /* no elements: nothing to normalize, the shape is what it is */
+    } else if (p_known) {
+        two[0] = -1, two[1] = p;
+    } else if (q_known) {
+        two[0] = q, two[1] = -1;
+    } else {
+        char sb[160];
+        return fmt_err(L, AT_E_UNSUPPORTED,
+                       "%s: opset %lld coerces the input %s to 2-D at axis %d, which needs "
+                       "the dims on one side of the axis to be numbers",
+                       label, (long long)L->onnx_opset, at_graph_shape_str(g, &xs, sb, sizeof sb),
+                       a);
+    }
+    at_val flat = at_reshape(g, in[0], 2, two);
+    if (flat == AT_NONE) return builder_fail(L, label);
+    u->restore_shape = in[0];
+    in[0] = flat;
+    attrs[k].i = 1;
+    return AT_OK;
+}
+
+/* Rewrites a node of an older default-domain opset into its current form (see above).
+ * in has room for n->n_input + 4 entries, attrs for n->n_attribute + 1. */
+static at_status upgrade_node(loader *L, const NodeProto *n, const char *label, at_val *in,
+                              int *n_in, at_attr *attrs, int *n_attrs, upgrade *u) {
+    u->restore_shape = AT_NONE;
+    int64_t v = L->onnx_opset;
+    const char *d = nz(n->domain);
+    if (v == 0 || v >= 18 || (*d && strcmp(d, "ai.onnx") != 0)) return AT_OK;
+    const char *op = n->op_type;
+#define IS(name) (strcmp(op, name) == 0)
+    if ((IS("ReduceSum") && v < 13) || ((IS("ReduceMean") || IS("ReduceMax")) && v < 18) ||
+        ((IS("Squeeze") || IS("Unsqueeze")) && v < 13))
+        return attr_to_input(L, label, in, n_in, attrs, n_attrs, "axes", 1);
+    if (IS("Split") && v < 13) return attr_to_input(L, label, in, n_in, attrs, n_attrs, "split", 1);
+    if (IS("Slice") && v < 10) {
+        static const char *const names[3] = {"starts", "ends", "axes"};
+        for (int i = 0; i < 3; i++) {
+            at_status st = attr_to_input(L, label, in, n_in, attrs, n_attrs, names[i], i + 1);
+            if (st != AT_OK) return st;
+        }
+        return AT_OK;
+    }
+    if (IS("Clip") && v < 11) {
+        static const char *const names[2] = {"min", "max"};
+        for (int i = 0; i < 2; i++) {
+            int k = attr_index(attrs, *n_attrs, names[i]);
+            if (k < 0) continue;
+            if (attrs[k].kind != AT_ATTR_FLOAT)
+                return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' must be a float in opset %lld",
+                               label, names[i], (long long)v);
+            if (*n_in > i + 1)
+                return fmt_err(L, AT_E_FORMAT, "%s: opset %lld Clip has one input, not %d", label,
+                               (long long)v, *n_in);
+            for (int j = *n_in; j <= i; j++) in[j] = AT_NONE;
+            in[i + 1] = at_const_f32(L->g, attrs[k].f);
+            if (in[i + 1] == AT_NONE) return builder_fail(L, label);
+            *n_in = i + 2;
+            attr_remove(attrs, n_attrs, k);
+        }
+        return AT_OK;
+    }
+    if (IS("Dropout") && v < 12) {
+        int k = attr_index(attrs, *n_attrs, "ratio");
+        if (k >= 0) attr_remove(attrs, n_attrs, k);
+        return AT_OK;
+    }
+    if ((IS("Softmax") || IS("LogSoftmax")) && v < 13)
+        return upgrade_softmax(L, label, in, *n_in, attrs, n_attrs, u);
+#undef IS
+    return AT_OK;
+}
+
 /* The builder's message names the node by its generated name ("node
  * 'Add_12' (Add)..."); name it as the file does. */
 static at_status node_fail(loader *L, const char *label, const char *gen) {
@@ -1497,7 +1656,8 @@ static at_status load_nodes(loader *L) {
             st = fmt_err(L, AT_E_FORMAT, "%s: too many inputs, outputs or attributes", lb);
             break;
         }
-        at_val *in = pool_alloc(&L->scratch, sizeof(at_val) * (n->n_input + 1));
+        /* room for what upgrade_node adds */
+        at_val *in = pool_alloc(&L->scratch, sizeof(at_val) * (n->n_input + 4));
         at_val *out = pool_alloc(&L->scratch, sizeof(at_val) * (n->n_output + 1));
         at_attr *attrs = pool_alloc(&L->scratch, sizeof(at_attr) * (n->n_attribute + 1));
         if (!in || !out || !attrs) {
@@ -1515,12 +1675,16 @@ static at_status load_nodes(loader *L) {
         if (st != AT_OK) break;
         st = read_attrs(L, n, lb, attrs);
         if (st != AT_OK) break;
+        int n_in = (int)n->n_input, n_attrs = (int)n->n_attribute;
+        upgrade up;
+        st = upgrade_node(L, n, lb, in, &n_in, attrs, &n_attrs, &up);
+        if (st != AT_OK) break;
         /* Trailing omitted outputs are as good as absent. */
         size_t n_out = n->n_output;
         while (n_out > 1 && !*n->output[n_out - 1]) n_out--;
         int gen_id = g->next_id;
-        int idx = at_node_add(g, n->op_type, nz(n->domain), in, (int)n->n_input, out, (int)n_out,
-                              attrs, (int)n->n_attribute);
+        int idx =
+            at_node_add(g, n->op_type, nz(n->domain), in, n_in, out, (int)n_out, attrs, n_attrs);
         if (idx < 0) {
             char gen[160];
             snprintf(gen, sizeof gen, "%s_%d", n->op_type, gen_id);
@@ -1532,6 +1696,13 @@ static at_status load_nodes(loader *L) {
         if (n->name && *n->name && at_node_rename(g, idx, n->name) != AT_OK) {
             st = fmt_err(L, g->status, "%s: %s", lb, g->err);
             break;
+        }
+        if (up.restore_shape != AT_NONE) {
+            out[0] = at_reshape_to(g, out[0], at_shape_of(g, up.restore_shape));
+            if (out[0] == AT_NONE) {
+                st = builder_fail(L, lb);
+                break;
+            }
         }
         for (size_t j = 0; j < n_out; j++) {
             if (!*n->output[j]) continue;

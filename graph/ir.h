@@ -74,6 +74,9 @@ at_val at_graph_add_value(at_graph *g, const char *name, at_dtype dt, at_shape s
 int64_t at_sym_fresh(at_graph *g);
 /* Re-runs symbolic shape inference of one node; outputs get new shapes. */
 at_status at_graph_infer_node(at_graph *g, int node);
+/* Read-only validation (ops known, inputs defined, acyclic): safe on a
+ * graph shared by several threads. */
+at_status at_graph_check(const at_graph *g, at_err *err);
 /* Appends an output value to an existing node (e.g. Dropout's mask, wanted
  * by its gradient rule) and re-infers; returns it or AT_NONE. */
 at_val at_node_append_output(at_graph *g, int node);

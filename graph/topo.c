@@ -58,31 +58,42 @@ done:
     return st;
 }
 
-at_status at_graph_validate(at_graph *g) {
-    if (g->status != AT_OK) return g->status;
+/* The read-only part of validation: known ops, defined inputs, no cycle.
+ * Sessions use it, so several may start on one shared graph at once. */
+at_status at_graph_check(const at_graph *g, at_err *err) {
+    if (g->status != AT_OK) return at_err_set(err, g->status, "%s", g->err);
     for (int i = 0; i < g->n_nodes; i++) {
         const at_node_rec *n = &g->nodes[i];
         if (n->op < 0 || n->op >= AT_OP_COUNT)
-            return at_graph_fail(g, AT_E_UNSUPPORTED, "node '%s': unknown op '%s'", n->name,
-                                 n->op_type);
+            return at_err_set(err, AT_E_UNSUPPORTED, "node '%s': unknown op '%s'", n->name,
+                              n->op_type);
         for (int k = 0; k < n->n_in; k++) {
             at_val v = n->in[k];
             if (v == AT_NONE) continue;
             if (v < 0 || v >= g->n_vals)
-                return at_graph_fail(g, AT_E_INVALID, "node '%s' (%s): input %d undefined",
-                                     n->name, n->op_type, k);
+                return at_err_set(err, AT_E_INVALID, "node '%s' (%s): input %d undefined",
+                                  n->name, n->op_type, k);
             const at_value_rec *r = &g->vals[v];
             if (r->kind == AT_VALUE_INTERMEDIATE && r->producer < 0)
-                return at_graph_fail(g, AT_E_INVALID,
-                                     "node '%s' (%s): input '%s' is produced by no node", n->name,
-                                     n->op_type, r->name);
+                return at_err_set(err, AT_E_INVALID,
+                                  "node '%s' (%s): input '%s' is produced by no node", n->name,
+                                  n->op_type, r->name);
         }
     }
     int *order = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
-    if (!order) return at_graph_fail(g, AT_E_NOMEM, "out of memory");
+    if (!order) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    at_status st = at_graph_topo_order(g, order, err);
+    free(order);
+    return st;
+}
+
+at_status at_graph_validate(at_graph *g) {
     at_err err;
-    at_status st = at_graph_topo_order(g, order, &err);
-    if (st != AT_OK) at_graph_fail(g, st, "%s", err.msg);
+    at_status st = at_graph_check(g, &err);
+    if (st != AT_OK) return at_graph_fail(g, st, "%s", err.msg);
+    int *order = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
+    if (!order) return at_graph_fail(g, AT_E_NOMEM, "out of memory");
+    st = at_graph_topo_order(g, order, &err);
     for (int i = 0; st == AT_OK && i < g->n_nodes; i++) st = at_graph_infer_node(g, order[i]);
     free(order);
     return st;

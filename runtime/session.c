@@ -56,10 +56,7 @@ at_session *at_session_new(at_graph *g, const at_session_opts *opts, at_err *err
                    (int)o.device);
         return NULL;
     }
-    if (at_graph_validate(g) != AT_OK) {
-        at_err_set(err, at_graph_status(g), "%s", at_graph_error(g));
-        return NULL;
-    }
+    if (at_graph_check(g, err) != AT_OK) return NULL;
     at_session *s = calloc(1, sizeof *s);
     if (!s) {
         at_err_set(err, AT_E_NOMEM, "out of memory");
@@ -237,8 +234,8 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
         return sfail(s, AT_E_INVALID, "at_session_run: bad arguments");
     if (g->version != s->graph_version) { /* the graph grew: plans are stale */
         drop_plans(s);
-        if (at_graph_validate(g) != AT_OK)
-            return sfail(s, at_graph_status(g), "%s", at_graph_error(g));
+        at_err e;
+        if (at_graph_check(g, &e) != AT_OK) return sfail(s, e.code, "%s", e.msg);
         s->graph_version = g->version;
     }
     at_status st = bind_feeds(s, feeds, n_feeds);
