@@ -16,6 +16,12 @@
  *   "attune.state":  one line per state value, "<name>".
  * Value names therefore may not contain a newline.
  *
+ * Files of other tools (torch.onnx.export and the like) load too: nodes of
+ * default-domain opsets 7..20 whose signature has changed since are rewritten
+ * into their opset-21 form (upgrade_node), and their Constant nodes become
+ * constant initializers, so shape chains read them while building
+ * (constant_to_initializer). Saved again, such a graph is an opset-21 file.
+ *
  * Loading rebuilds the graph through the builder API, so schemas, attribute
  * kinds and shapes are checked exactly as when the graph was built. Every
  * size read from the file is checked before anything is allocated from it;
@@ -799,7 +805,8 @@ typedef struct loader {
     strmap defs;          /* value name -> DEF_INIT, DEF_INPUT, or k: output of node k */
     bool want_checkpoint; /* consume the checkpoint keys into info */
     at_checkpoint_info *info;
-    int64_t onnx_opset; /* the file's default-domain opset (0 when it declares none) */
+    int64_t onnx_opset;  /* the file's default-domain opset (0 when it declares none) */
+    bool fold_constants; /* Constant nodes become initializers (files of other tools) */
 } loader;
 
 static at_status fmt_err(loader *L, at_status code, const char *fmt, ...)
@@ -1505,6 +1512,8 @@ static at_status upgrade_softmax(loader *L, const char *label, at_val *in, int n
         int64_t *prod = i < a ? &q : &p;
         if (xs.dim[i] < 0)
             *known = false;
+        else if (xs.dim[i] > 0 && *prod > INT64_MAX / xs.dim[i])
+            return fmt_err(L, AT_E_SHAPE, "%s: the input has too many elements", label);
         else
             *prod *= xs.dim[i];
     }
@@ -1581,6 +1590,42 @@ static at_status upgrade_node(loader *L, const NodeProto *n, const char *label, 
         return upgrade_softmax(L, label, in, *n_in, attrs, n_attrs, u);
 #undef IS
     return AT_OK;
+}
+
+/* Exporters (torch.onnx.export) compute shapes through chains like
+ * Reshape(x, Concat(Unsqueeze(Gather(Shape(y), Constant), Constant), ...)). Shape inference
+ * while building reads only initializers, so the Constant nodes of such a file become
+ * constant initializers named as their outputs; the chain then has a known length and folds
+ * when a session plans. Returns true when it did so. attune's own files keep their Constant
+ * nodes, so that save -> load -> save gives the same bytes. */
+static bool constant_to_initializer(loader *L, const NodeProto *n, const at_attr *attrs,
+                                    int n_attrs, size_t n_out, at_status *st) {
+    *st = AT_OK;
+    const char *d = nz(n->domain);
+    if (!L->fold_constants || strcmp(n->op_type, "Constant") != 0 ||
+        (*d && strcmp(d, "ai.onnx") != 0) || n->n_input != 0 || n_out != 1 || !*n->output[0] ||
+        n_attrs != 1)
+        return false;
+    const at_attr *a = &attrs[0];
+    at_tensor t;
+    int64_t len = a->n;
+    if (strcmp(a->name, "value") == 0 && a->kind == AT_ATTR_TENSOR && a->t)
+        t = *a->t;
+    else if (strcmp(a->name, "value_float") == 0 && a->kind == AT_ATTR_FLOAT)
+        t = (at_tensor){AT_F32, AT_SCALAR, (void *)&a->f};
+    else if (strcmp(a->name, "value_floats") == 0 && a->kind == AT_ATTR_FLOATS)
+        t = (at_tensor){AT_F32, at_shape_make(1, &len), (void *)a->floats};
+    else if (strcmp(a->name, "value_int") == 0 && a->kind == AT_ATTR_INT)
+        t = (at_tensor){AT_I64, AT_SCALAR, (void *)&a->i};
+    else if (strcmp(a->name, "value_ints") == 0 && a->kind == AT_ATTR_INTS)
+        t = (at_tensor){AT_I64, at_shape_make(1, &len), (void *)a->ints};
+    else
+        return false; /* the builder names what is wrong */
+    if (at_const(L->g, n->output[0], t.dtype, t.shape, t.data) == AT_NONE) {
+        char lb[300];
+        *st = builder_fail(L, node_label(n, lb, sizeof lb));
+    }
+    return true;
 }
 
 /* The builder's message names the node by its generated name ("node
@@ -1676,12 +1721,17 @@ static at_status load_nodes(loader *L) {
         st = read_attrs(L, n, lb, attrs);
         if (st != AT_OK) break;
         int n_in = (int)n->n_input, n_attrs = (int)n->n_attribute;
-        upgrade up;
-        st = upgrade_node(L, n, lb, in, &n_in, attrs, &n_attrs, &up);
-        if (st != AT_OK) break;
         /* Trailing omitted outputs are as good as absent. */
         size_t n_out = n->n_output;
         while (n_out > 1 && !*n->output[n_out - 1]) n_out--;
+        if (constant_to_initializer(L, n, attrs, n_attrs, n_out, &st)) {
+            pool_free(&L->scratch);
+            if (st != AT_OK) break;
+            continue;
+        }
+        upgrade up;
+        st = upgrade_node(L, n, lb, in, &n_in, attrs, &n_attrs, &up);
+        if (st != AT_OK) break;
         int gen_id = g->next_id;
         int idx =
             at_node_add(g, n->op_type, nz(n->domain), in, n_in, out, (int)n_out, attrs, n_attrs);
@@ -1770,6 +1820,7 @@ static at_status load_graph(loader *L) {
         return fmt_err(L, AT_E_FORMAT, "missing ir_version (not an ONNX model?)");
     if (!m->graph) return fmt_err(L, AT_E_FORMAT, "missing graph (not an ONNX model?)");
     L->gp = m->graph;
+    L->fold_constants = !m->producer_name || strcmp(m->producer_name, "attune") != 0;
     const GraphProto *gp = L->gp;
     at_status st = load_opsets(L);
     if (st != AT_OK) return st;

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ops/op.h"
 
@@ -100,6 +101,27 @@ static at_status lstm_check(at_infer_ctx *c, lstm_shapes *s, bool grad) {
     if (at_attr_find(n, "activation_alpha") || at_attr_find(n, "activation_beta"))
         return at_infer_fail(c, AT_E_UNSUPPORTED,
                              "only the default activations (Sigmoid, Tanh, Tanh) are supported");
+    /* Exporters may spell the defaults out: one (Sigmoid, Tanh, Tanh) per direction. */
+    const at_attr_rec *act = at_attr_find(n, "activations");
+    if (act) {
+        static const char *const dflt[3] = {"Sigmoid", "Tanh", "Tanh"};
+        int want = 3 * s->D;
+        bool ok = act->n == want;
+        for (int i = 0; ok && i < act->n; i++)
+            ok = act->strs[i] && strcasecmp(act->strs[i], dflt[i % 3]) == 0;
+        if (!ok) {
+            char got[160];
+            size_t k = 0;
+            got[0] = 0;
+            for (int i = 0; i < act->n && k < sizeof got; i++)
+                k += (size_t)snprintf(got + k, sizeof got - k, "%s%s", i ? ", " : "",
+                                      act->strs[i] ? act->strs[i] : "");
+            return at_infer_fail(c, AT_E_UNSUPPORTED,
+                                 "activations [%s] are not supported: only the defaults "
+                                 "(Sigmoid, Tanh, Tanh for each of %d direction%s)",
+                                 got, s->D, s->D > 1 ? "s" : "");
+        }
+    }
     if (!grad && has(c, IN_P))
         return at_infer_fail(c, AT_E_UNSUPPORTED, "peepholes (input P) are not supported");
 
@@ -482,6 +504,7 @@ static at_status lstm_grad(at_grad_ctx *c) {
 static const at_attr_schema lstm_attrs[] = {
     {"activation_alpha", AT_ATTR_FLOATS, false},
     {"activation_beta", AT_ATTR_FLOATS, false},
+    {"activations", AT_ATTR_STRINGS, false},
     {"clip", AT_ATTR_FLOAT, false},
     {"direction", AT_ATTR_STRING, false},
     {"hidden_size", AT_ATTR_INT, false},

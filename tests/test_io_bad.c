@@ -136,7 +136,7 @@ static void no_opset(Model *m) {
     m->n_opset_import = 0;
 }
 static void old_opset(Model *m) {
-    m->opset_import[0]->version = 11;
+    m->opset_import[0]->version = 6;
 }
 static void newer_attune_opset(Model *m) {
     m->opset_import[1]->version = 9;
@@ -306,7 +306,7 @@ static void test_mutations(void) {
     EXPECT(no_ir_version, AT_E_FORMAT, "missing ir_version");
     EXPECT(no_graph, AT_E_FORMAT, "missing graph");
     EXPECT(no_opset, AT_E_FORMAT, "missing opset_import");
-    EXPECT(old_opset, AT_E_UNSUPPORTED, "opset 11 is too old");
+    EXPECT(old_opset, AT_E_UNSUPPORTED, "opset 6 is too old");
     EXPECT(newer_attune_opset, AT_E_UNSUPPORTED, "ai.attune opset 9");
     EXPECT(unknown_ops, AT_E_UNSUPPORTED, "unknown ops: Foo (domain x.y), Bar");
     EXPECT(undeclared_domain, AT_E_FORMAT,

@@ -2,11 +2,34 @@
  * signature and fetch set, reuses arena memory by value lifetimes, keeps
  * parameters and optimizer state in persistent buffers.
  *
- * A session borrows its graph: the graph must outlive it. Parameters and
- * state live in the graph's initializer buffers (on CPU, updated in place
- * by update ops; on CUDA, copied back by at_session_sync). Several sessions
- * may share one graph read-only when none of them runs update ops; each
- * session is used by one thread at a time. */
+ * Ownership: a session borrows its graph: the graph must outlive it, and
+ * stay unchanged while it runs. Parameters and state live in the graph's
+ * initializer buffers (on CPU, updated in place by update ops; on CUDA,
+ * copied back by at_session_sync). The session owns its plans, its arena and
+ * every tensor it hands out.
+ *
+ * Concurrency contract (tests/test_concurrency.c checks it with 4 threads):
+ *   - One graph may be shared by any number of sessions, created and run on
+ *     any threads at once, provided that while they exist no thread changes
+ *     the graph (builder calls, at_backward, renames, at_graph_validate,
+ *     writes through at_value_data) and no session runs update ops (targets
+ *     that write parameters or state in place): inference only. Training
+ *     uses one session per graph.
+ *   - Each session is used by one thread at a time: a session holds its plan
+ *     cache, arena, step counter and last error, so concurrent calls on one
+ *     session are a data race. Handing a session to another thread needs the
+ *     caller's own synchronization (a mutex, a queue, a join).
+ *   - Sessions never share mutable state with each other, so a run's results
+ *     depend only on the graph, the feeds, the session's options and its
+ *     step: the same feeds give bit-identical outputs in every session with
+ *     the same options, whatever other sessions do meanwhile.
+ *   - Threads: each session's kernels use opts.threads OpenMP threads (an
+ *     OpenMP team per calling thread), so N concurrent sessions use about
+ *     N * threads cores; give each session cores / N. at_session_new also
+ *     sets OpenBLAS's thread count, which is process-wide: give sessions that
+ *     run at the same time the same threads value.
+ *   - Tensors fetched from a session may be read by other threads only while
+ *     the owning thread does not run or free that session. */
 #ifndef ATTUNE_SESSION_H
 #define ATTUNE_SESSION_H
 
@@ -23,6 +46,8 @@ typedef enum at_device {
     AT_DEVICE_CUDA = 1,
 } at_device;
 
+/* Options, copied by at_session_new. Start from at_session_defaults() so
+ * fields added later get their defaults. */
 typedef struct at_session_opts {
     at_device device;
     int threads;       /* 0: OpenMP's default */
@@ -31,40 +56,71 @@ typedef struct at_session_opts {
     bool no_reuse;     /* give every value its own memory (to check the planner) */
 } at_session_opts;
 
+/* CPU, threads 0 (OpenMP's default), seed 0x5eed, check_finite and no_reuse
+ * off. Thread-safe. */
 at_session_opts at_session_defaults(void);
 
-/* Compiles g for opts->device (NULL: defaults). Returns NULL with *err set
- * when the graph does not validate or the device is not available. */
+/* A session for g on opts->device (opts NULL: defaults), owned by the
+ * caller (at_session_free); g is borrowed. Checks g read-only (known ops,
+ * defined inputs, no cycle) and returns NULL with *err set: the graph's
+ * recorded error if it has one; AT_E_INVALID (NULL g, an input produced by
+ * no node, a cycle); AT_E_UNSUPPORTED (unknown op); AT_E_DEVICE (device not
+ * available in this build or machine); AT_E_NOMEM. Plans are made by the
+ * runs, so this is cheap. Safe to call from several threads on one shared
+ * graph (see the concurrency contract above). */
 at_session *at_session_new(at_graph *g, const at_session_opts *opts, at_err *err);
+/* Frees the session, its plans and arena; tensors it handed out die with it.
+ * The graph is left as it is (trained parameters stay in it). NULL is a
+ * no-op. */
 void at_session_free(at_session *s);
 
-/* One feed: the value and a tensor whose data stays owned by the caller and
- * must stay valid for the duration of at_session_run. */
+/* One feed: a graph input and a tensor whose data stays owned by the caller,
+ * must stay valid for the duration of at_session_run, and is only read
+ * (attune never updates a fed buffer in place). */
 typedef struct at_feed {
     at_val val;
     at_tensor t;
 } at_feed;
 
 /* Runs the nodes needed for fetch[] and targets[] (values whose producing
- * nodes must run, e.g. optimizer updates), with inputs from feeds. out[i]
- * receives fetch[i]: a view owned by the session, valid until the next run
- * or at_session_free. Shapes and dtypes of feeds are checked against the
- * graph; symbols are bound by the feeds. Increments the session step (RNG
- * counter) after the run. Not thread-safe for one session. */
+ * nodes must run, e.g. optimizer updates), with inputs from feeds; only
+ * those nodes run, and only the inputs they read must be fed. out[i]
+ * receives fetch[i]: a dense tensor whose data is a view owned by the
+ * session (or the graph, for an initializer), valid until the next run on s
+ * or at_session_free: read or copy it, never free it. A plan is made on the
+ * first run for each (fetch + targets set, symbol binding) and reused.
+ *
+ * Errors, with the message in at_session_error(s): AT_E_INVALID (bad
+ * arguments, a feed that is no graph input or is fed twice, a needed input
+ * not fed, a fetch that is no value of the graph, or a kernel rejecting its
+ * data, e.g. an index out of range); AT_E_SHAPE (a feed's dtype or shape
+ * does not match the graph, or two feeds bind a symbol differently);
+ * AT_E_UNSUPPORTED (an op without a kernel on this device); AT_E_NUMERIC
+ * (check_finite: the message names the node); AT_E_NOMEM. On error out[] is
+ * not written and the step is not incremented; a training run that fails
+ * part-way may have applied some of its updates.
+ *
+ * Increments the session step (RNG counter) after a successful run. Not
+ * thread-safe for one session; see the concurrency contract above. */
 at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const at_val *fetch,
                          int n_fetch, at_tensor *out, const at_val *targets, int n_targets);
 
-/* The last error message of s ("" when none). */
+/* The message of the last run's error ("" after a successful run; "no
+ * session" for NULL), owned by s, valid until its next run or free. */
 const char *at_session_error(const at_session *s);
 
+/* The step counter: successful runs so far (or as set). Random ops draw
+ * from (seed, step, node), so restoring the step of a checkpoint with
+ * at_session_set_step resumes the same random streams. s must be non-NULL. */
 uint64_t at_session_step(const at_session *s);
 void at_session_set_step(at_session *s, uint64_t step);
 
 /* Copies device-side parameters and state back into the graph's buffers
- * (no-op on CPU). Call before saving a model trained on CUDA. */
+ * (no-op on CPU). Call before saving a model trained on CUDA. AT_E_INVALID
+ * for NULL; AT_E_DEVICE when the copy fails. */
 at_status at_session_sync(at_session *s);
 
-/* Memory statistics of the last run's plan. */
+/* Memory statistics of the last run's plan, by value (s non-NULL). */
 typedef struct at_session_stats {
     size_t arena_bytes;      /* bytes of the shared arena */
     size_t values_bytes;     /* sum of all arena values' sizes (no reuse) */

@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# The attune command: --help everywhere, exit codes (0 ok, 1 failure, 2 bad usage or input),
+# one-line messages that name the option, file or input at fault, and `run` / `inspect` on a
+# small graph made with Python's onnx package (that part is skipped without onnx and numpy).
+#
+# Environment: ATTUNE_BUILD (the build folder holding `attune`), ATTUNE_SRC (the repository).
+set -u
+B=${ATTUNE_BUILD:?set ATTUNE_BUILD to the build folder}
+S=${ATTUNE_SRC:?set ATTUNE_SRC to the repository}
+A="$B/attune"
+if [ ! -x "$A" ]; then
+    echo "test_cli: no attune binary at $A" >&2
+    exit 1
+fi
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+passed=0
+failed=0
+SAMPLE="$S/data/sample"
+
+fail() {
+    failed=$((failed + 1))
+    echo "FAIL: $*" >&2
+    echo "  stdout: $(head -c 600 "$T/out")" >&2
+    echo "  stderr: $(head -c 600 "$T/err")" >&2
+}
+
+# expect RC TEXT cmd... : runs attune with the arguments; checks the exit code and, when TEXT
+# is not empty, that stderr (for RC != 0) or stdout (for RC == 0) contains TEXT. A failure
+# must be exactly one stderr line starting with "attune: ".
+expect() {
+    local want=$1 text=$2
+    shift 2
+    "$A" "$@" >"$T/out" 2>"$T/err" </dev/null
+    local rc=$?
+    local where="$T/out"
+    [ "$want" -ne 0 ] && where="$T/err"
+    if [ "$rc" -ne "$want" ]; then
+        fail "attune $*: exit $rc, want $want"
+    elif [ -n "$text" ] && ! grep -qF -- "$text" "$where"; then
+        fail "attune $*: output lacks '$text'"
+    elif [ "$want" -ne 0 ] && { [ "$(wc -l <"$T/err")" -ne 1 ] || ! grep -q '^attune: ' "$T/err"; }; then
+        fail "attune $*: the error is not one line starting with 'attune: '"
+    else
+        passed=$((passed + 1))
+    fi
+}
+
+# out_has TEXT: the last command's stdout contains TEXT.
+out_has() {
+    if grep -qF -- "$1" "$T/out"; then passed=$((passed + 1)); else fail "stdout lacks '$1'"; fi
+}
+
+# ---- the command itself ----
+"$A" >"$T/out" 2>"$T/err"
+if [ $? -eq 2 ] && grep -q 'Usage: attune' "$T/err"; then passed=$((passed + 1)); else fail "bare attune"; fi
+expect 0 "Usage: attune COMMAND" --help
+for sub in build train eval predict run inspect bench; do out_has "  $sub "; done
+expect 0 "attune 0.1.0" --version
+expect 2 "unknown command 'frobnicate'" frobnicate
+expect 2 "unknown option '--frobnicate'" --frobnicate
+expect 0 "Usage: attune run" help run
+expect 2 "unknown command 'nope'" help nope
+
+# ---- every subcommand: --help, -h, an unknown option ----
+for sub in build train eval predict run inspect bench; do
+    expect 0 "Usage: attune $sub" "$sub" --help
+    if [ -s "$T/err" ]; then fail "$sub --help wrote to stderr"; fi
+    expect 0 "Usage: attune $sub" "$sub" -h
+    expect 2 "unknown option '--no-such-option'" "$sub" --no-such-option
+    expect 2 "unknown option '-Z'" "$sub" -Z
+done
+
+# ---- option values ----
+D="--data $SAMPLE"
+expect 2 "--epochs0: 'abc' is not an integer" train $D -o "$T/t.onnx" --epochs0 abc
+expect 2 "--epochs0: '3x' is not an integer" train $D -o "$T/t.onnx" --epochs0 3x
+expect 2 "--batch: 0 is out of range" train $D -o "$T/t.onnx" --batch 0
+expect 2 "--lr: 'fast' is not a finite number" train $D -o "$T/t.onnx" --lr fast
+expect 2 "--lr: 'nan' is not a finite number" train $D -o "$T/t.onnx" --lr nan
+expect 2 "--lr: '1e999' is not a finite number" train $D -o "$T/t.onnx" --lr 1e999
+expect 2 "--label-fraction: 1.5 is out of range" train $D -o "$T/t.onnx" --label-fraction 1.5
+expect 2 "--device: 'gpu' is not one of cpu, cuda" train $D -o "$T/t.onnx" --device gpu
+expect 2 "--epochs0: 'abc' is not an integer" train $D -o "$T/t.onnx" --epochs0=abc
+expect 2 "option '--data' needs a value (DIR)" train -o "$T/t.onnx" --data
+expect 2 "option '--data' needs a value (DIR), got option '--batch'" train --data --batch 3
+expect 2 "option '--check-finite' takes no value" train $D -o "$T/t.onnx" --check-finite=yes
+expect 2 "option '--data DIR' is required" train -o "$T/t.onnx"
+expect 2 "option '--output FILE' is required" build --data "$SAMPLE"
+expect 2 "did you mean '--epochs0'?" train $D -o "$T/t.onnx" --epoch0 3
+expect 2 "--phases: '2-1' runs backwards" train $D -o "$T/t.onnx" --phases 2-1
+expect 2 "--phases: 'warmup'" train $D -o "$T/t.onnx" --phases warmup
+expect 2 "--kind: 'rnn' is not one of transformer, bilstm" build $D -o "$T/m.onnx" --kind rnn
+expect 2 "--dim 255 must be even" build $D -o "$T/m.onnx" --kind bilstm --dim 255
+expect 2 "--dim 100 is not a multiple of --heads 3" build $D -o "$T/m.onnx" --dim 100 --heads 3
+expect 2 "--disc-widths: '3,x'" build $D -o "$T/m.onnx" --disc-widths 3,x
+expect 2 "--train and --infer are exclusive" bench --train --infer
+expect 2 "--seq: 0 is out of range" bench --seq 0
+expect 2 "missing MODEL" run
+expect 2 "missing MODEL" inspect
+expect 2 "unexpected argument 'extra.onnx'" inspect a.onnx extra.onnx
+expect 2 "unexpected argument 'stray'" build $D -o "$T/m.onnx" stray
+
+# ---- missing and corrupt model files ----
+NOFILE=/nonexistent/model.onnx
+expect 2 "$NOFILE: No such file or directory" run "$NOFILE"
+expect 2 "$NOFILE: No such file or directory" inspect "$NOFILE"
+expect 2 "$NOFILE: No such file or directory" eval "$NOFILE" $D
+expect 2 "$NOFILE: No such file or directory" predict "$NOFILE" "play jazz"
+expect 2 "$NOFILE: No such file or directory" train "$NOFILE" $D -o "$T/t.onnx"
+expect 2 "$T: not a regular file" inspect "$T"
+
+# Random bytes, reproducibly: bash's RANDOM with a fixed seed.
+RANDOM=4242
+for _ in $(seq 1 4096); do printf "\\$(printf '%03o' $((RANDOM % 256)))"; done >"$T/random.onnx"
+: >"$T/empty.onnx"
+for f in random empty; do
+    expect 2 "$T/$f.onnx: " inspect "$T/$f.onnx"
+    expect 2 "$T/$f.onnx: " run "$T/$f.onnx"
+    expect 2 "$T/$f.onnx: " eval "$T/$f.onnx" $D
+    expect 2 "$T/$f.onnx: " predict "$T/$f.onnx" "play jazz"
+    expect 2 "$T/$f.onnx: " train "$T/$f.onnx" $D -o "$T/t.onnx"
+done
+expect 2 "empty file" inspect "$T/empty.onnx"
+
+# ---- data folders ----
+expect 2 "/nonexistent/data: no such folder" build --data /nonexistent/data -o "$T/m.onnx"
+mkdir -p "$T/nodata"
+expect 2 "$T/nodata/train: no such folder" build --data "$T/nodata" -o "$T/m.onnx"
+mkdir -p "$T/bad/train" "$T/bad/valid"
+printf 'play some jazz\nwake me up\n' >"$T/bad/train/seq.in"
+printf 'O O B-genre\nO O\n' >"$T/bad/train/seq.out"
+printf 'play_music\nset_alarm\n' >"$T/bad/train/label"
+expect 2 "$T/bad/train/seq.out:2" build --data "$T/bad" -o "$T/m.onnx"
+expect 2 "$T/bad/train/seq.out:2" train --data "$T/bad" -o "$T/t.onnx"
+expect 2 "the folder /nonexistent does not exist" build $D -o /nonexistent/m.onnx
+
+# ---- the model commands, until the model library is wired in ----
+expect 1 "not built yet" build $D -o "$T/m.onnx"
+expect 1 "not built yet" bench --train --batch 4 --seq 8
+expect 1 "not built yet" train $D -o "$T/t.onnx" --epochs0 1 --phases 0
+
+# ---- run and inspect on a graph made with Python's onnx ----
+if python3 -c 'import onnx, numpy' 2>/dev/null; then
+    (
+        cd "$T" && python3 - <<'EOF'
+import numpy as np
+import onnx
+from onnx import TensorProto as TP
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+rng = np.random.default_rng(7)
+W = rng.standard_normal((3, 4)).astype(np.float32)
+b = rng.standard_normal(4).astype(np.float32)
+nodes = [
+    h.make_node("MatMul", ["X", "W"], ["xw"]),
+    h.make_node("Add", ["xw", "b"], ["pre"]),
+    h.make_node("Relu", ["pre"], ["out/relu:0"]),
+    h.make_node("Cast", ["M"], ["mf"], to=TP.FLOAT),
+    h.make_node("Mul", ["mf", "scale"], ["scaled"]),
+]
+graph = h.make_graph(
+    nodes, "small",
+    [h.make_tensor_value_info("X", TP.FLOAT, ["N", 3]),
+     h.make_tensor_value_info("M", TP.INT64, ["N"])],
+    [h.make_tensor_value_info("out/relu:0", TP.FLOAT, ["N", 4]),
+     h.make_tensor_value_info("scaled", TP.FLOAT, ["N"])],
+    [nh.from_array(W, "W"), nh.from_array(b, "b"),
+     nh.from_array(np.array(2.5, np.float32), "scale")])
+model = h.make_model(graph, opset_imports=[h.make_opsetid("", 21)], ir_version=10)
+h.set_model_props(model, {"purpose": "cli test"})
+onnx.save(model, "g.onnx")
+gather = h.make_graph(
+    [h.make_node("Gather", ["D", "I"], ["Y"], axis=0)], "gather",
+    [h.make_tensor_value_info("I", TP.INT64, ["K"])],
+    [h.make_tensor_value_info("Y", TP.FLOAT, ["K", 2])],
+    [nh.from_array(np.arange(8, dtype=np.float32).reshape(4, 2), "D")])
+onnx.save(h.make_model(gather, opset_imports=[h.make_opsetid("", 21)], ir_version=10),
+          "gather.onnx")
+
+x = rng.standard_normal((5, 3)).astype(np.float32)
+np.save("x.npy", x)
+np.save("m.npy", np.arange(5, dtype=np.int64))
+np.save("want_relu.npy", np.maximum(x @ W + b, 0))
+np.save("want_scaled.npy", np.arange(5, dtype=np.float32) * 2.5)
+np.save("x_f64.npy", x.astype(np.float64))
+np.save("x_i64.npy", np.zeros((5, 3), np.int64))
+np.save("x_25.npy", np.zeros((2, 5), np.float32))
+np.save("x_23.npy", np.zeros((2, 3), np.float32))
+np.save("x_rank1.npy", np.zeros(15, np.float32))
+np.save("x_fortran.npy", np.asfortranarray(np.zeros((5, 3), np.float32)))
+np.savez("x.npz", x=x)
+np.save("idx_bad.npy", np.array([1, 7], np.int64))
+EOF
+    ) || fail "python could not write the sample graph"
+    cd "$T" || exit 1
+
+    expect 0 "out/relu:0  float32 [5,4]  -> $T/o/out_relu_0.npy" run g.onnx --input X=x.npy \
+        --input M=m.npy --output-dir "$T/o"
+    out_has "scaled  float32 [5]  -> $T/o/scaled.npy  min 0  max 10  mean 5"
+    if python3 -c '
+import sys, numpy as np
+a, b = np.load(sys.argv[1] + "/o/out_relu_0.npy"), np.load(sys.argv[1] + "/want_relu.npy")
+c, d = np.load(sys.argv[1] + "/o/scaled.npy"), np.load(sys.argv[1] + "/want_scaled.npy")
+assert a.dtype == np.float32 and a.shape == (5, 4), (a.dtype, a.shape)
+assert np.allclose(a, b, rtol=1e-5, atol=1e-6), np.abs(a - b).max()
+assert c.dtype == np.float32 and np.array_equal(c, d), c
+' "$T"; then passed=$((passed + 1)); else fail "run outputs differ from numpy"; fi
+
+    # Only what the fetched values need must be fed; fetching any value by name.
+    expect 0 "scaled  float32 [5]" run g.onnx --input M=m.npy --fetch scaled --output-dir "$T/o2"
+    expect 0 "" run g.onnx --input X=x.npy --fetch xw --fetch xw --quiet \
+        --output-dir "$T/o3"
+    [ -f "$T/o3/xw.npy" ] && [ ! -f "$T/o3/xw_2.npy" ] && passed=$((passed + 1)) ||
+        fail "--fetch xw twice should write xw.npy once"
+    expect 0 "" run g.onnx --input M=m.npy --fetch scaled --output-dir "$T/o4/deeper/still" --quiet
+    [ -f "$T/o4/deeper/still/scaled.npy" ] && passed=$((passed + 1)) || fail "--output-dir not created"
+
+    # Bad inputs, each named.
+    I="--output-dir $T/bad_out"
+    expect 2 "input 'X': x_f64.npy: dtype float64 ('<f8') is not supported" run g.onnx \
+        --input X=x_f64.npy --input M=m.npy $I
+    expect 2 "input 'X' (x_i64.npy): dtype int64, the graph wants float32 [N,3]" run g.onnx \
+        --input X=x_i64.npy --input M=m.npy $I
+    expect 2 "input 'X' (x_25.npy): shape [2,5], the graph wants [N,3]" run g.onnx \
+        --input X=x_25.npy --input M=m.npy $I
+    expect 2 "input 'X' (x_rank1.npy): shape [15] has rank 1, the graph wants [N,3]" run g.onnx \
+        --input X=x_rank1.npy --input M=m.npy $I
+    expect 2 "input 'M' (m.npy): shape [5] makes N = 5, but input 'X' made it 2" run g.onnx \
+        --input X=x_23.npy --input M=m.npy $I
+    expect 2 "missing input 'M' (int64 [N]): pass --input M=FILE.npy" run g.onnx \
+        --input X=x.npy $I
+    expect 2 "g.onnx has no input 'Q' (its inputs: X, M)" run g.onnx --input Q=x.npy \
+        --input M=m.npy $I
+    expect 2 "'W' is a constant of g.onnx, not an input" run g.onnx --input W=x.npy $I
+    expect 2 "input 'X': x_fortran.npy: Fortran-order arrays are not supported" run g.onnx \
+        --input X=x_fortran.npy --input M=m.npy $I
+    expect 2 "input 'X': x.npz: a zip archive (.npz?)" run g.onnx --input X=x.npz \
+        --input M=m.npy $I
+    expect 2 "input 'X': nofile.npy: No such file or directory" run g.onnx \
+        --input X=nofile.npy --input M=m.npy $I
+    head -c 100 x.npy >x_trunc.npy
+    expect 2 "input 'X': x_trunc.npy: truncated" run g.onnx --input X=x_trunc.npy \
+        --input M=m.npy $I
+    expect 2 "--input: 'X' is not NAME=FILE.npy" run g.onnx --input X $I
+    expect 2 "input 'X' given twice" run g.onnx --input X=x.npy --input X=x.npy $I
+    expect 2 "--fetch: g.onnx has no value 'nope'" run g.onnx --input X=x.npy --fetch nope $I
+    expect 2 "index 7" run gather.onnx --input I=idx_bad.npy $I
+    [ ! -e "$T/bad_out" ] && passed=$((passed + 1)) || fail "a failed run created its output folder"
+    : >"$T/a_file"
+    expect 1 "$T/a_file/sub: cannot create the output folder" run g.onnx --input M=m.npy \
+        --fetch scaled --output-dir "$T/a_file/sub"
+    head -c 200 g.onnx >g_trunc.onnx
+    expect 2 "g_trunc.onnx: " run g_trunc.onnx --input X=x.npy --input M=m.npy $I
+    expect 2 "g_trunc.onnx: " inspect g_trunc.onnx
+
+    # inspect: text, DOT, summary, -o.
+    expect 0 "out/relu:0 = Relu(pre)" inspect g.onnx
+    expect 0 "digraph" inspect g.onnx --dot
+    expect 0 "inputs (2):" inspect g.onnx --summary
+    out_has "X          float32 [N,3]"
+    out_has "MatMul"
+    out_has "constants   17 values in 3 tensors (68 B)"
+    out_has "purpose"
+    expect 2 "--dot and --summary are exclusive" inspect g.onnx --dot --summary
+    expect 0 "" inspect g.onnx --dot -o "$T/g.dot"
+    grep -q '^digraph' "$T/g.dot" && passed=$((passed + 1)) || fail "inspect -o wrote no DOT"
+
+    # The model commands check a model file before saying they are not built.
+    expect 1 "not built yet" eval g.onnx $D
+    expect 1 "not built yet" predict g.onnx "book a table for two"
+    expect 2 "sentence 2 is empty" predict g.onnx "play jazz" "  "
+    expect 2 "model options apply when train builds the model" train g.onnx $D -o "$T/t.onnx" \
+        --layers 3
+    cd - >/dev/null || exit 1
+else
+    echo "test_cli: python3 with onnx and numpy not found; skipping the run/inspect graph tests"
+fi
+
+echo "test_cli: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Installs the build to a temporary prefix and builds the examples against the
+# installed tree only: through CMake (examples/CMakeLists.txt, find_package;
+# shared and static) and through pkg-config (shared and static). Runs them.
+# Then moves the prefix elsewhere and builds again (both package files are
+# relocatable). Exit 77 (skipped) when a tool it needs is missing.
+set -euo pipefail
+
+: "${ATTUNE_BUILD:?set ATTUNE_BUILD to the build directory}"
+: "${ATTUNE_SRC:?set ATTUNE_SRC to the source directory}"
+CC=${CC:-cc}
+for tool in cmake pkg-config "$CC"; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "SKIP: $tool not found"
+        exit 77
+    fi
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/attune-install.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+LOG=$TMP/log
+fail() {
+    echo "FAIL: $*"
+    if [ -s "$LOG" ]; then
+        echo "--- last output:"
+        tail -n 40 "$LOG"
+    fi
+    exit 1
+}
+run() { # run CMD...: quiet unless it fails
+    "$@" >"$LOG" 2>&1 || fail "$*"
+}
+
+PREFIX=$TMP/prefix
+run cmake --install "$ATTUNE_BUILD" --prefix "$PREFIX"
+echo "installed to $PREFIX"
+
+# ---- what the install must contain ----
+pcfile=$(find "$PREFIX" -name attune.pc -path '*/pkgconfig/*' | head -n 1)
+config=$(find "$PREFIX" -name attuneConfig.cmake | head -n 1)
+[ -n "$pcfile" ] || fail "no attune.pc installed"
+[ -n "$config" ] || fail "no attuneConfig.cmake installed"
+LIBDIR=$(dirname "$(dirname "$pcfile")")
+for f in include/attune/attune.h include/attune/status.h include/attune/tensor.h \
+    include/attune/graph.h include/attune/ops.h include/attune/autodiff.h \
+    include/attune/session.h include/attune/io.h; do
+    [ -f "$PREFIX/$f" ] || fail "$f not installed"
+done
+[ -f "$LIBDIR/libattune.a" ] || fail "libattune.a not installed in $LIBDIR"
+[ -e "$LIBDIR/libattune.so" ] || fail "libattune.so not installed in $LIBDIR"
+[ -f "$(dirname "$config")/attuneConfigVersion.cmake" ] || fail "no attuneConfigVersion.cmake"
+# Nothing in the package may point back at the source or build tree.
+if grep -rlF -e "$ATTUNE_SRC" -e "$ATTUNE_BUILD" "$(dirname "$config")" "$pcfile"; then
+    fail "package files refer to the source or build tree"
+fi
+
+# The version the headers, the library and CMake's package agree on.
+ver_major=$(sed -n 's/^#define AT_VERSION_MAJOR \([0-9]*\).*/\1/p' "$PREFIX/include/attune/attune.h")
+ver_minor=$(sed -n 's/^#define AT_VERSION_MINOR \([0-9]*\).*/\1/p' "$PREFIX/include/attune/attune.h")
+ver_patch=$(sed -n 's/^#define AT_VERSION_PATCH \([0-9]*\).*/\1/p' "$PREFIX/include/attune/attune.h")
+VERSION=$ver_major.$ver_minor.$ver_patch
+export PKG_CONFIG_PATH=$LIBDIR/pkgconfig
+pc_version=$(pkg-config --modversion attune) || fail "pkg-config cannot read attune.pc"
+[ "$pc_version" = "$VERSION" ] || fail "attune.pc says $pc_version, attune.h says $VERSION"
+
+EXAMPLES=(train_graph)
+[ -f "$ATTUNE_SRC/examples/predict.c" ] && EXAMPLES+=(predict)
+
+# A small trained model for predict, made with the installed library's own
+# training API when the NLU layer is installed (see examples/README.md).
+MODEL=
+make_model() {
+    [ -f "$ATTUNE_SRC/examples/predict.c" ] || return 0
+    local data=$ATTUNE_SRC/data/sample
+    [ -d "$data" ] || fail "no sample corpus at $data for the predict example"
+    MODEL=$TMP/model.onnx
+    if [ -x "$ATTUNE_BUILD/attune" ] &&
+        "$ATTUNE_BUILD/attune" train --help 2>&1 | grep -q -- --max-steps; then
+        run "$ATTUNE_BUILD/attune" train --data "$data" --out "$MODEL" --max-steps 20 \
+            --set d_model=32 --set emb_dim=16 --set layers=1
+    fi
+    [ -s "$MODEL" ] || fail "could not make a model for the predict example"
+}
+
+# check_example EXE LABEL: runs one built example and checks what it prints.
+check_example() {
+    local exe=$1 label=$2 name
+    name=$(basename "$exe")
+    case $name in
+    train_graph*)
+        "$exe" >"$LOG" 2>&1 || fail "$label: train_graph exited $?"
+        grep -q "train accuracy" "$LOG" || fail "$label: train_graph printed no accuracy"
+        ;;
+    predict*)
+        printf 'play some music\nwhat is the weather tomorrow\n' | "$exe" "$MODEL" >"$LOG" 2>&1 ||
+            fail "$label: predict exited $?"
+        [ "$(grep -c 'intent' "$LOG")" -ge 2 ] || fail "$label: predict printed no intents"
+        ;;
+    esac
+    echo "ok: $label $name"
+}
+
+# check_links EXE shared|static: the example uses the installed library.
+check_links() {
+    command -v ldd >/dev/null || return 0
+    local deps
+    deps=$(ldd "$1") || fail "ldd $1"
+    if [ "$2" = shared ]; then
+        echo "$deps" | grep -q "libattune.so.* => $LIBDIR/" ||
+            fail "$1 does not load libattune.so from $LIBDIR: $deps"
+    elif echo "$deps" | grep -q "libattune.so"; then
+        fail "$1 should link libattune.a, but loads libattune.so"
+    fi
+}
+
+build_cmake() { # build_cmake PREFIX DIR [cmake args]
+    local prefix=$1 dir=$2
+    shift 2
+    run cmake -S "$ATTUNE_SRC/examples" -B "$dir" -DCMAKE_PREFIX_PATH="$prefix" \
+        -DCMAKE_BUILD_TYPE=Release "$@"
+    grep -q "^attune_DIR:PATH=$prefix/" "$dir/CMakeCache.txt" ||
+        fail "find_package(attune) did not find the package under $prefix"
+    run cmake --build "$dir" -j 2
+}
+
+build_pkgconfig() { # build_pkgconfig DIR shared|static
+    local dir=$1 kind=$2 ex cflags libs
+    mkdir -p "$dir"
+    cflags=$(pkg-config --cflags attune) || fail "pkg-config --cflags attune"
+    for ex in "${EXAMPLES[@]}"; do
+        if [ "$kind" = shared ]; then
+            libs=$(pkg-config --libs attune) || fail "pkg-config --libs attune"
+            # shellcheck disable=SC2086
+            run "$CC" -std=c11 -Wall -Werror -o "$dir/$ex" "$ATTUNE_SRC/examples/$ex.c" \
+                $cflags $libs -Wl,-rpath,"$(pkg-config --variable=libdir attune)"
+        else
+            # Libs.private must be enough for the archive: take libattune.a by name.
+            libs=$(pkg-config --static --libs attune | sed 's/-lattune\b/-l:libattune.a/')
+            # shellcheck disable=SC2086
+            run "$CC" -std=c11 -Wall -Werror -o "$dir/$ex" "$ATTUNE_SRC/examples/$ex.c" \
+                $cflags $libs
+        fi
+    done
+}
+
+make_model
+
+# ---- CMake: find_package(attune), shared and static ----
+build_cmake "$PREFIX" "$TMP/cmake-shared"
+build_cmake "$PREFIX" "$TMP/cmake-static" -DATTUNE_EXAMPLES_STATIC=ON
+for ex in "${EXAMPLES[@]}"; do
+    check_links "$TMP/cmake-shared/$ex" shared
+    check_example "$TMP/cmake-shared/$ex" "cmake (shared)"
+    check_links "$TMP/cmake-static/$ex" static
+    check_example "$TMP/cmake-static/$ex" "cmake (static)"
+done
+
+# ---- pkg-config: cc $(pkg-config --cflags --libs attune), shared and static ----
+build_pkgconfig "$TMP/pc-shared" shared
+build_pkgconfig "$TMP/pc-static" static
+for ex in "${EXAMPLES[@]}"; do
+    check_links "$TMP/pc-shared/$ex" shared
+    check_example "$TMP/pc-shared/$ex" "pkg-config (shared)"
+    check_links "$TMP/pc-static/$ex" static
+    check_example "$TMP/pc-static/$ex" "pkg-config (static)"
+done
+
+# ---- the installed tree moved elsewhere still works through both ----
+MOVED=$TMP/moved/prefix
+mkdir -p "$(dirname "$MOVED")"
+mv "$PREFIX" "$MOVED"
+LIBDIR=${LIBDIR/#$PREFIX/$MOVED}
+export PKG_CONFIG_PATH=$LIBDIR/pkgconfig
+[ "$(pkg-config --variable=includedir attune)" -ef "$MOVED/include" ] ||
+    fail "attune.pc is not relocatable: includedir $(pkg-config --variable=includedir attune)"
+build_pkgconfig "$TMP/pc-moved" static
+check_example "$TMP/pc-moved/train_graph" "pkg-config (moved prefix)"
+build_cmake "$MOVED" "$TMP/cmake-moved" -DATTUNE_EXAMPLES_STATIC=ON
+check_example "$TMP/cmake-moved/train_graph" "cmake (moved prefix)"
+
+echo "test_install: all passed"
