@@ -98,10 +98,10 @@ at_val nlu_attend(nlu_ctx *c, at_nlu_attn_kind kind, at_val q, int64_t dq, at_va
         /* Daniluk et al. (2017): the first half of a state is its key, the second its value;
          * a full-size query (a state itself) uses its key half. */
         at_val kvh[2], qh[2];
-        if (at_split(g, kv, 2, 2, NULL, kvh) != AT_OK) return AT_NONE;
+        if (at_split_into(g, kv, 2, 2, NULL, kvh) != AT_OK) return AT_NONE;
         at_val qk = q;
         if (dq == d) {
-            if (at_split(g, q, 2, 2, NULL, qh) != AT_OK) return AT_NONE;
+            if (at_split_into(g, q, 2, 2, NULL, qh) != AT_OK) return AT_NONE;
             qk = qh[0];
         } else if (dq != d / 2) {
             at_graph_fail(g, AT_E_SHAPE, "%s: key_value query size %lld, want %lld or %lld",

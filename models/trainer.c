@@ -480,7 +480,9 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
             if (cfg->word_dropout > 0)
                 at_batch_word_dropout(&tr->f.b, cfg->word_dropout, AT_UNK_ID, cfg->seed,
                                       (uint64_t)tr->res->steps);
-            lambda = at_nlu_lambda(cfg, (double)done / (double)total);
+            lambda = phase > 0 && cfg->adv != AT_NLU_ADV_NONE
+                         ? at_nlu_lambda(cfg, (double)done / (double)total)
+                         : 0.0f;
             tr->f.lambda = lambda;
             tr->f.lr = cfg->lr;
             tr->f.training = true;

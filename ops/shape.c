@@ -880,7 +880,7 @@ const at_op_def at_op_def_Split = {
     .nondiff = 1u << 1,
 };
 
-at_status at_split(at_graph *g, at_val x, int axis, int n, const int64_t *sizes, at_val *outs) {
+at_status at_split_into(at_graph *g, at_val x, int axis, int n, const int64_t *sizes, at_val *outs) {
     for (int j = 0; j < n; j++) outs[j] = AT_NONE;
     if (x == AT_NONE) {
         at_status st = at_graph_status(g);

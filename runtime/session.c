@@ -1,5 +1,6 @@
 /* The session: plan cache keyed by fetch set and symbol binding, the
- * shared arena, and the CPU executor. */
+ * shared arena, the CPU executor, and the device executor (CUDA): the same
+ * plans run on device memory, with host copies only at feeds and fetches. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,12 +10,16 @@
 #include <omp.h>
 
 #include "attune/session.h"
+#include "runtime/backend.h"
 #include "runtime/plan.h"
 
 extern void openblas_set_num_threads(int);
 
+typedef struct dev_side dev_side;
+
 struct at_session {
     at_graph *g;
+    dev_side *dev; /* device state of a CUDA session; NULL on CPU */
     at_session_opts o;
     uint64_t step;
     at_plan **plans;
@@ -40,10 +45,20 @@ at_session_opts at_session_defaults(void) {
     return o;
 }
 
+static void dev_drop_plans(at_session *s);
+
 static void drop_plans(at_session *s) {
+    if (s->dev) dev_drop_plans(s);
     for (int i = 0; i < s->n_plans; i++) at_plan_free(s->plans[i]);
     s->n_plans = 0;
 }
+
+static at_status dev_open(at_session *s, at_err *err);
+static void dev_close(at_session *s);
+static at_status dev_sync(at_session *s);
+static at_status dev_check_plan(at_session *s, const at_plan *p);
+static at_status dev_run(at_session *s, at_plan *p, const at_feed *feeds, int n_feeds,
+                         const at_val *fetch, int n_fetch, at_tensor *out);
 
 at_session *at_session_new(at_graph *g, const at_session_opts *opts, at_err *err) {
     if (!g) {
@@ -51,9 +66,14 @@ at_session *at_session_new(at_graph *g, const at_session_opts *opts, at_err *err
         return NULL;
     }
     at_session_opts o = opts ? *opts : at_session_defaults();
-    if (o.device != AT_DEVICE_CPU) {
-        at_err_set(err, AT_E_DEVICE, "device %d is not available in this build (CPU only so far)",
-                   (int)o.device);
+    if (o.device != AT_DEVICE_CPU && o.device != AT_DEVICE_CUDA) {
+        at_err_set(err, AT_E_DEVICE, "device %d is unknown", (int)o.device);
+        return NULL;
+    }
+    if (o.device == AT_DEVICE_CUDA && !at_cuda_backend()) {
+        at_err_set(err, AT_E_DEVICE,
+                   "CUDA is not available in this build (configured without nvcc or with "
+                   "ATTUNE_CUDA=OFF)");
         return NULL;
     }
     if (at_graph_check(g, err) != AT_OK) return NULL;
@@ -67,12 +87,17 @@ at_session *at_session_new(at_graph *g, const at_session_opts *opts, at_err *err
     if (s->o.threads <= 0) s->o.threads = omp_get_max_threads();
     openblas_set_num_threads(s->o.threads);
     s->graph_version = g->version;
+    if (o.device == AT_DEVICE_CUDA && dev_open(s, err) != AT_OK) {
+        free(s);
+        return NULL;
+    }
     return s;
 }
 
 void at_session_free(at_session *s) {
     if (!s) return;
     drop_plans(s);
+    dev_close(s);
     free(s->plans);
     free(s->arena);
     free(s->ptr);
@@ -84,7 +109,10 @@ void at_session_free(at_session *s) {
 const char *at_session_error(const at_session *s) { return s ? s->err : "no session"; }
 uint64_t at_session_step(const at_session *s) { return s->step; }
 void at_session_set_step(at_session *s, uint64_t step) { s->step = step; }
-at_status at_session_sync(at_session *s) { return s ? AT_OK : AT_E_INVALID; }
+at_status at_session_sync(at_session *s) {
+    if (!s) return AT_E_INVALID;
+    return s->dev ? dev_sync(s) : AT_OK;
+}
 at_session_stats at_session_get_stats(const at_session *s) { return s->stats; }
 
 static at_status sfail(at_session *s, at_status code, const char *fmt, ...)
@@ -254,6 +282,10 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
         at_err e;
         p = at_plan_build(g, feeds, n_feeds, s->want, n_want, s->o.threads, s->o.no_reuse, &e);
         if (!p) return sfail(s, e.code, "%s", e.msg);
+        if (s->dev && (st = dev_check_plan(s, p)) != AT_OK) {
+            at_plan_free(p);
+            return st;
+        }
         if (grow((void **)&s->plans, &s->cap_plans, s->n_plans + 1, sizeof(at_plan *))) {
             at_plan_free(p);
             return sfail(s, AT_E_NOMEM, "out of memory");
@@ -261,6 +293,7 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
         s->plans[s->n_plans++] = p;
         s->stats.plans++;
     }
+    if (s->dev) return dev_run(s, p, feeds, n_feeds, fetch, n_fetch, out);
     if (p->arena_bytes > s->arena_cap) {
         free(s->arena);
         s->arena = aligned_alloc(64, (p->arena_bytes + 63) / 64 * 64);

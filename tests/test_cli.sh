@@ -61,6 +61,14 @@ expect 2 "unknown command 'frobnicate'" frobnicate
 expect 2 "unknown option '--frobnicate'" --frobnicate
 expect 0 "Usage: attune run" help run
 expect 2 "unknown command 'nope'" help nope
+if [ -w /dev/full ]; then
+    "$A" --help >/dev/full 2>"$T/err"
+    if [ $? -eq 1 ] && grep -q '^attune: writing to stdout failed' "$T/err"; then
+        passed=$((passed + 1))
+    else
+        fail "a failed write to stdout must exit 1"
+    fi
+fi
 
 # ---- every subcommand: --help, -h, an unknown option ----
 for sub in build train eval predict run inspect bench; do
@@ -110,9 +118,9 @@ expect 2 "$NOFILE: No such file or directory" predict "$NOFILE" "play jazz"
 expect 2 "$NOFILE: No such file or directory" train "$NOFILE" $D -o "$T/t.onnx"
 expect 2 "$T: not a regular file" inspect "$T"
 
-# Random bytes, reproducibly: bash's RANDOM with a fixed seed.
-RANDOM=4242
-for _ in $(seq 1 4096); do printf "\\$(printf '%03o' $((RANDOM % 256)))"; done >"$T/random.onnx"
+# Random bytes from a fixed seed.
+LC_ALL=C awk 'BEGIN { srand(4242); for (i = 0; i < 4096; i++) printf "%c", int(rand() * 256) }' \
+    >"$T/random.onnx"
 : >"$T/empty.onnx"
 for f in random empty; do
     expect 2 "$T/$f.onnx: " inspect "$T/$f.onnx"

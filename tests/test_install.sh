@@ -17,7 +17,7 @@ for tool in cmake pkg-config "$CC"; do
 done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/attune-install.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+trap '[ -n "${KEEP_TMP:-}" ] || rm -rf "$TMP"' EXIT
 LOG=$TMP/log
 fail() {
     echo "FAIL: $*"
@@ -177,5 +177,59 @@ build_pkgconfig "$TMP/pc-moved" static
 check_example "$TMP/pc-moved/train_graph" "pkg-config (moved prefix)"
 build_cmake "$MOVED" "$TMP/cmake-moved" -DATTUNE_EXAMPLES_STATIC=ON
 check_example "$TMP/cmake-moved/train_graph" "cmake (moved prefix)"
+
+# ---- the README's embedding snippet, on a small model saved by the library ----
+readme_snippet() {
+    awk '/^## Embedding attune in a C program/,/^## What works/' "$ATTUNE_SRC/README.md" |
+        awk '/^```c/{f=1;next} /^```/{f=0} f'
+}
+readme_snippet >"$TMP/run.c"
+[ -s "$TMP/run.c" ] || fail "no C snippet in README.md's section 'Embedding attune in a C program'"
+cat >"$TMP/make_model.c" <<'EOF_C'
+/* y = relu(x W + b) with small integer weights, so every result is exact;
+ * saves it as a model file and prints what the README snippet must print
+ * for its input x = {{1,2,3,4},{5,6,7,8}}. */
+#include <stdio.h>
+#include <attune/attune.h>
+int main(int argc, char **argv) {
+    if (argc != 2) return 2;
+    float w[4][3], b[3] = {1, -40, 0}, x[2][4] = {{1, 2, 3, 4}, {5, 6, 7, 8}};
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 3; j++) w[i][j] = (float)((i * 3 + j) % 5 - 1);
+    at_graph *g = at_graph_new();
+    at_val xv = at_input(g, "x", AT_F32, AT_SHAPE(at_sym(g, "B"), 4));
+    at_val wv = at_const(g, "w", AT_F32, AT_SHAPE(4, 3), w);
+    at_val bv = at_const(g, "b", AT_F32, AT_SHAPE(3), b);
+    at_output(g, at_relu(g, at_add(g, at_matmul(g, xv, wv), bv)));
+    at_err err;
+    if (at_graph_status(g) != AT_OK || at_model_save(g, argv[1], &err) != AT_OK) {
+        fprintf(stderr, "%s\n", at_graph_status(g) != AT_OK ? at_graph_error(g) : err.msg);
+        return 1;
+    }
+    for (int r = 0; r < 2; r++)
+        for (int j = 0; j < 3; j++) {
+            float y = b[j];
+            for (int i = 0; i < 4; i++) y += x[r][i] * w[i][j];
+            printf("%g\n", y > 0 ? y : 0);
+        }
+    at_graph_free(g);
+    return 0;
+}
+EOF_C
+mkdir -p "$TMP/readme"
+# shellcheck disable=SC2046
+run "$CC" -std=c11 -Wall -Werror -o "$TMP/readme/make_model" "$TMP/make_model.c" \
+    $(pkg-config --cflags attune) $(pkg-config --static --libs attune | sed 's/-lattune\b/-l:libattune.a/')
+# shellcheck disable=SC2046
+run "$CC" -std=c11 -Wall -Wextra -Werror -o "$TMP/readme/run" "$TMP/run.c" \
+    $(pkg-config --cflags --libs attune) -Wl,-rpath,"$LIBDIR"
+"$TMP/readme/make_model" "$TMP/readme/model.onnx" >"$TMP/readme/expected" 2>"$LOG" ||
+    fail "make_model exited $?"
+"$TMP/readme/run" "$TMP/readme/model.onnx" >"$TMP/readme/got" 2>"$LOG" ||
+    fail "the README snippet exited $?"
+diff "$TMP/readme/expected" "$TMP/readme/got" >"$LOG" || fail "the README snippet printed other values"
+"$TMP/readme/run" "$TMP/readme/missing.onnx" >"$LOG" 2>&1 && fail "the README snippet accepted a missing file"
+grep -q "AT_E_IO" "$LOG" || fail "the README snippet did not report AT_E_IO for a missing file"
+echo "ok: README snippet (pkg-config, shared)"
 
 echo "test_install: all passed"

@@ -794,7 +794,7 @@ static at_graph *emit_shapes(void) {
     at_val un = at_unsqueeze(g, sl, 1, (int64_t[]){1});
     at_val sq = at_squeeze(g, un, 1, (int64_t[]){1});
     at_val parts[2];
-    at_split(g, x, 1, 2, NULL, parts);
+    at_split_into(g, x, 1, 2, NULL, parts);
     at_val eq = at_equal(g, at_cast(g, at_cast(g, parts[0], AT_I64), AT_F32), parts[1]);
     at_val wh = at_where(g, eq, parts[0], at_abs(g, parts[1]));
     at_val shp = at_shape_of(g, wh);

@@ -22,7 +22,9 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int g_threads = 2;
+/* One thread: these models are small, and on a shared 2-core machine a second OpenMP thread
+ * spinning at every barrier costs more than it gives. */
+static int g_threads = 1;
 
 typedef struct counts {
     int steps, epochs;
@@ -139,9 +141,9 @@ static at_nlu_config sample_config(void) {
     c.use_g = false;
     c.adv = AT_NLU_ADV_NONE;
     c.dropout = 0.1f;
-    c.epochs[0] = 4;
+    c.epochs[0] = 8;
     c.batch = 32;
-    c.lr = 3e-3f;
+    c.lr = 1e-2f;
     return c;
 }
 
@@ -177,9 +179,12 @@ int main(int argc, char **argv) {
     if (!only || !strcmp(only, "base")) {
         printf("== sample corpus, base system\n");
         if (train_eval(sample, &cfg, NULL, &r) && !custom) {
-            CHECK(r.test.intent_acc >= 0.95, "sample intent accuracy %.4f >= 0.95",
+            /* Measured (seed 1, one thread): intent 1.000, slot F1 0.958, sentence 0.915. */
+            CHECK(r.test.intent_acc >= 0.97, "sample intent accuracy %.4f >= 0.97",
                   r.test.intent_acc);
-            CHECK(r.test.slots.f1 >= 0.90, "sample slot F1 %.4f >= 0.90", r.test.slots.f1);
+            CHECK(r.test.slots.f1 >= 0.92, "sample slot F1 %.4f >= 0.92", r.test.slots.f1);
+            CHECK(r.test.sentence_acc >= 0.85, "sample sentence accuracy %.4f >= 0.85",
+                  r.test.sentence_acc);
             CHECK(r.seconds < 60, "sample run took %.1f s (< 60 s)", r.seconds);
             CHECK(r.cnt.epochs == r.tr.epochs_run[0] && r.cnt.steps == r.tr.steps,
                   "progress called per step and per epoch");
@@ -198,18 +203,19 @@ int main(int argc, char **argv) {
             c.d_channels = 16;
             c.d_hidden = 16;
             c.label_fraction = 0.2f;
-            c.epochs[0] = 6;
+            c.epochs[0] = 20;
             c.epochs[1] = 1;
-            c.epochs[2] = 2;
+            c.epochs[2] = 3;
         }
         char path[] = "/tmp/attune_test_nlu_train_XXXXXX";
         FILE *jl = NULL;
         int fd = mkstemp(path);
         if (fd >= 0) jl = fdopen(fd, "w+");
         if (train_eval(sample, &c, jl, &r) && !custom) {
-            CHECK(r.test.intent_acc >= 0.90, "gan 20%% intent accuracy %.4f >= 0.90",
+            /* Measured: intent 0.990, slot F1 0.881, sentence 0.745. */
+            CHECK(r.test.intent_acc >= 0.95, "gan 20%% intent accuracy %.4f >= 0.95",
                   r.test.intent_acc);
-            CHECK(r.test.slots.f1 >= 0.80, "gan 20%% slot F1 %.4f >= 0.80", r.test.slots.f1);
+            CHECK(r.test.slots.f1 >= 0.83, "gan 20%% slot F1 %.4f >= 0.83", r.test.slots.f1);
             CHECK(r.tr.epochs_run[1] == 1 && r.tr.epochs_run[2] >= 1, "phases 1 and 2 ran");
             CHECK(isfinite(r.tr.last_loss_d) && r.tr.last_loss_d > 0, "D trained (L_D %.4f)",
                   r.tr.last_loss_d);
@@ -246,11 +252,12 @@ int main(int argc, char **argv) {
             /* 15 % of the labels (about 2000 sentences); with G and D off the rest is unused. */
             printf("== SNIPS, 15 %% of the training split\n");
             at_nlu_config c = cfg;
-            if (!custom) c.epochs[0] = 4, c.label_fraction = 0.15f;
+            if (!custom) c.epochs[0] = 5, c.label_fraction = 0.15f;
             if (train_eval(snips, &c, NULL, &r) && !custom) {
-                CHECK(r.test.intent_acc >= 0.85, "SNIPS subset intent accuracy %.4f >= 0.85",
+                /* Measured: intent 0.951, slot F1 0.560, sentence 0.283. */
+                CHECK(r.test.intent_acc >= 0.92, "SNIPS subset intent accuracy %.4f >= 0.92",
                       r.test.intent_acc);
-                CHECK(r.test.slots.f1 >= 0.55, "SNIPS subset slot F1 %.4f >= 0.55",
+                CHECK(r.test.slots.f1 >= 0.50, "SNIPS subset slot F1 %.4f >= 0.50",
                       r.test.slots.f1);
             }
         }

@@ -244,7 +244,7 @@ static void ref_split(const at_tensor *x, int axis, int n, const int64_t *sizes,
 
 #define DEF_SPLIT(id, axis, n, sizes)                                                              \
     static int id##_b(at_graph *g, const at_val *in, at_val *out) {                                \
-        return at_split(g, in[0], axis, n, sizes, out) == AT_OK ? n : -1;                          \
+        return at_split_into(g, in[0], axis, n, sizes, out) == AT_OK ? n : -1;                          \
     }                                                                                              \
     static void id##_r(const at_tensor *in, int n_in, at_tensor *out, int n_out) {                 \
         (void)n_in, (void)n_out;                                                                   \
@@ -624,7 +624,7 @@ static void check_symbolic(void) {
     at_val c = at_concat(g, 2, (at_val[]){x, x}, -1);
     CHECK(shape_is(g, c, "[B,T,8]"), "concat on a number dim");
     at_val parts[2];
-    CHECK_OK(at_split(g, c, 2, 2, NULL, parts));
+    CHECK_OK(at_split_into(g, c, 2, 2, NULL, parts));
     CHECK(shape_is(g, parts[1], "[B,T,4]"), "split");
     at_val zs = at_constant_of_shape(g, at_shape_of(g, x), AT_F32, 0);
     CHECK(shape_is(g, zs, "[B,T,4]"), "constant_of_shape(shape_of)");

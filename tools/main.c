@@ -1,4 +1,5 @@
 /* attune: the command. Dispatches to the subcommands (DESIGN.md section 7). */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,7 +44,16 @@ static int unknown_command(const char *name) {
                     "unknown command '%s' (commands: %s; see 'attune --help')", name, list);
 }
 
-int main(int argc, char **argv) {
+/* Output that never arrived (a full disk, a closed pipe) is a failure, whatever printed it. */
+static int finish(int rc) {
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        if (rc == CLI_EXIT_OK)
+            rc = cli_fail(CLI_EXIT_FAIL, NULL, "writing to stdout failed: %s", strerror(errno));
+    }
+    return rc;
+}
+
+static int dispatch(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return CLI_EXIT_USAGE;
@@ -73,4 +83,8 @@ int main(int argc, char **argv) {
     const cli_sub *s = find_sub(a);
     if (!s) return unknown_command(a);
     return s->main(argc - 2, argv + 2);
+}
+
+int main(int argc, char **argv) {
+    return finish(dispatch(argc, argv));
 }

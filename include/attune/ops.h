@@ -81,7 +81,7 @@ at_val at_reshape(at_graph *g, at_val x, int n, const int64_t *shape);
 at_val at_reshape_to(at_graph *g, at_val x, at_val shape);
 at_val at_concat(at_graph *g, int n, const at_val *xs, int axis);
 /* Splits into n parts along axis (sizes NULL: equal parts); writes outs[n]. */
-at_status at_split(at_graph *g, at_val x, int axis, int n, const int64_t *sizes, at_val *outs);
+at_status at_split_into(at_graph *g, at_val x, int axis, int n, const int64_t *sizes, at_val *outs);
 /* steps may be NULL (all 1); axes may be NULL (0..n-1). */
 at_val at_slice(at_graph *g, at_val x, int n, const int64_t *starts, const int64_t *ends,
                 const int64_t *axes, const int64_t *steps);

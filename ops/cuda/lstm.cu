@@ -336,8 +336,8 @@ static at_status lstm_grad_cuda(at_kernel_ctx *k) {
         const float *Rd = (const float *)kin(k, IN_R) + d * H4 * H;
         const bool rev = m.dir == DIR_REVERSE || (m.dir == DIR_BIDI && d == 1);
         /* Rows no step visits (t >= len) must read as zero in the GEMMs below. */
-        if (N * H) AT_CU_CHECK(k, cudaMemsetAsync(tape.hp, 0, (size_t)(N * H) * sizeof(float), s));
-        if (N * H4) AT_CU_CHECK(k, cudaMemsetAsync(dA, 0, (size_t)(N * H4) * sizeof(float), s));
+        if (N * H > 0) AT_CU_CHECK(k, cudaMemsetAsync(tape.hp, 0, (size_t)(N * H) * sizeof(float), s));
+        if (N * H4 > 0) AT_CU_CHECK(k, cudaMemsetAsync(dA, 0, (size_t)(N * H4) * sizeof(float), s));
         AT_CU_TRY(forward_dir(k, m, d, lens, maxlen, w, tape, NULL, NULL, NULL));
         if (B * H > 0) {
             init_grad_state_kernel<<<gbh, AT_CU_THREADS, 0, s>>>(m, d, dYh, dYc, dh, dc);
