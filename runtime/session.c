@@ -331,3 +331,420 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
     s->step++;
     return AT_OK;
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* The device executor. Persistent values (params, consts, state) have device mirrors made when
+ * the session opens (and for values the graph gains later); a plan's folded values are uploaded
+ * once per plan; the arena and the kernels' scratch live on the device; feeds go through a
+ * page-locked staging buffer into device slots, fetches come back through it. The graph's
+ * buffers see device updates only through at_session_sync. */
+
+#define DEV_ALIGN 256
+
+static size_t dev_align(size_t n) { return (n + DEV_ALIGN - 1) / DEV_ALIGN * DEV_ALIGN; }
+
+typedef struct dev_plan {
+    const at_plan *plan;
+    void *folded;      /* device copies of the plan's folded values, one block */
+    int64_t *fold_off; /* per value: offset into folded, or -1 */
+    size_t ws_bytes;   /* the largest kernel scratch of its steps */
+} dev_plan;
+
+struct dev_side {
+    const at_backend_ops *be;
+    void *st;
+    void **mirror; /* per value: device copy of a persistent value, or NULL */
+    int n_mirror;
+    dev_plan *plans;
+    int n_plans, cap_plans;
+    void *arena, *scratch, *feeds;
+    size_t arena_cap, scratch_cap, feeds_cap;
+    void *stage; /* page-locked: feeds in, fetches out */
+    size_t stage_cap;
+    const void **host; /* per value: the host's copy of its data this run, or NULL */
+    int host_cap;
+    const void **host_in; /* per node input, for the kernels */
+    int host_in_cap;
+    int64_t *feed_off; /* per value: offset of a feed in feeds, or -1 */
+    int feed_off_cap;
+    size_t persistent_bytes;
+};
+
+static bool dev_persistent(const at_value_rec *r) {
+    return r->producer < 0 &&
+           (r->kind == AT_VALUE_PARAM || r->kind == AT_VALUE_CONST || r->kind == AT_VALUE_STATE);
+}
+
+/* Mirrors every persistent value that has none yet. */
+static at_status dev_mirror_new(at_session *s, at_err *err) {
+    dev_side *d = s->dev;
+    const at_graph *g = s->g;
+    if (d->n_mirror < g->n_vals) {
+        void **m = realloc(d->mirror, sizeof(void *) * (size_t)g->n_vals);
+        if (!m) return at_err_set(err, AT_E_NOMEM, "out of memory");
+        for (int v = d->n_mirror; v < g->n_vals; v++) m[v] = NULL;
+        d->mirror = m;
+        d->n_mirror = g->n_vals;
+    }
+    bool any = false;
+    for (int v = 0; v < g->n_vals; v++) {
+        const at_value_rec *r = &g->vals[v];
+        if (d->mirror[v] || !dev_persistent(r)) continue;
+        int64_t n = at_shape_numel(&r->shape);
+        if (n < 0)
+            return at_err_set(err, AT_E_SHAPE, "'%s': a persistent value needs a concrete shape",
+                              r->name);
+        size_t bytes = (size_t)n * at_dtype_size(r->dtype);
+        at_status st = d->be->alloc(d->st, bytes, &d->mirror[v], err);
+        if (st != AT_OK) return st;
+        if (bytes && r->data && (st = d->be->upload(d->st, d->mirror[v], r->data, bytes, err)))
+            return st;
+        d->persistent_bytes += bytes;
+        any = true;
+    }
+    /* The sources are the graph's own buffers; waiting here surfaces copy errors now. */
+    return any ? d->be->sync(d->st, err) : AT_OK;
+}
+
+static at_status dev_open(at_session *s, at_err *err) {
+    dev_side *d = calloc(1, sizeof *d);
+    if (!d) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    d->be = at_cuda_backend();
+    s->dev = d;
+    at_status st = d->be->init(&d->st, err);
+    if (st == AT_OK) st = dev_mirror_new(s, err);
+    if (st != AT_OK) dev_close(s);
+    return st;
+}
+
+static void dev_free_plan(dev_side *d, dev_plan *dp) {
+    d->be->free(d->st, dp->folded);
+    free(dp->fold_off);
+}
+
+static void dev_drop_plans(at_session *s) {
+    dev_side *d = s->dev;
+    for (int i = 0; i < d->n_plans; i++) dev_free_plan(d, &d->plans[i]);
+    d->n_plans = 0;
+}
+
+static void dev_close(at_session *s) {
+    dev_side *d = s->dev;
+    if (!d) return;
+    if (d->st) {
+        dev_drop_plans(s);
+        for (int v = 0; v < d->n_mirror; v++) d->be->free(d->st, d->mirror[v]);
+        d->be->free(d->st, d->arena);
+        d->be->free(d->st, d->scratch);
+        d->be->free(d->st, d->feeds);
+        d->be->free_host(d->st, d->stage);
+        d->be->shutdown(d->st);
+    }
+    free(d->plans);
+    free(d->mirror);
+    free(d->host);
+    free(d->host_in);
+    free(d->feed_off);
+    free(d);
+    s->dev = NULL;
+}
+
+static at_status dev_sync(at_session *s) {
+    dev_side *d = s->dev;
+    const at_graph *g = s->g;
+    at_err e;
+    for (int v = 0; v < d->n_mirror && v < g->n_vals; v++) {
+        const at_value_rec *r = &g->vals[v];
+        if (!d->mirror[v] || !r->data || (r->kind != AT_VALUE_PARAM && r->kind != AT_VALUE_STATE))
+            continue;
+        size_t bytes = (size_t)at_shape_numel(&r->shape) * at_dtype_size(r->dtype);
+        if (d->be->download(d->st, r->data, d->mirror[v], bytes, &e) != AT_OK)
+            return sfail(s, e.code, "at_session_sync: '%s': %s", r->name, e.msg);
+    }
+    if (d->be->sync(d->st, &e) != AT_OK) return sfail(s, e.code, "at_session_sync: %s", e.msg);
+    return AT_OK;
+}
+
+/* Every node of a new plan must have a kernel on the device. */
+static at_status dev_check_plan(at_session *s, const at_plan *p) {
+    for (int i = 0; i < p->n_steps; i++) {
+        const at_node_rec *n = &s->g->nodes[p->steps[i].node];
+        if (!s->dev->be->kernel(n->op))
+            return sfail(s, AT_E_UNSUPPORTED, "node '%s' (%s): no %s kernel for op %s", n->name,
+                         n->op_type, s->dev->be->name, n->op_type);
+    }
+    return AT_OK;
+}
+
+static int dev_grow(void **p, int *cap, int need, size_t elem) {
+    if (need <= *cap) return 0;
+    void *q = realloc(*p, (size_t)need * elem);
+    if (!q) return -1;
+    *p = q;
+    *cap = need;
+    return 0;
+}
+
+/* Device buffer of at least `bytes` (contents not kept). */
+static at_status dev_reserve(at_session *s, void **buf, size_t *cap, size_t bytes) {
+    dev_side *d = s->dev;
+    if (bytes <= *cap && *buf) return AT_OK;
+    at_err e;
+    d->be->free(d->st, *buf);
+    *buf = NULL;
+    *cap = 0;
+    if (d->be->alloc(d->st, bytes, buf, &e) != AT_OK)
+        return sfail(s, e.code, "device memory for a %zu-byte buffer: %s", bytes, e.msg);
+    *cap = bytes;
+    return AT_OK;
+}
+
+/* The host's copy of a value's data where it has one that the device cannot have changed. */
+static const void *dev_host_view(const at_session *s, const at_plan *p, at_val v) {
+    if (v == AT_NONE) return NULL;
+    switch (p->loc[v]) {
+    case AT_LOC_FOLDED: return p->folded[v];
+    case AT_LOC_GRAPH: return s->g->vals[v].kind == AT_VALUE_CONST ? s->g->vals[v].data : NULL;
+    case AT_LOC_FEED: return s->dev->host[v];
+    default: return NULL;
+    }
+}
+
+static dev_plan *dev_plan_for(at_session *s, const at_plan *p) {
+    dev_side *d = s->dev;
+    for (int i = 0; i < d->n_plans; i++)
+        if (d->plans[i].plan == p) return &d->plans[i];
+    if (dev_grow((void **)&d->plans, &d->cap_plans, d->n_plans + 1, sizeof(dev_plan))) {
+        sfail(s, AT_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    dev_plan *dp = &d->plans[d->n_plans];
+    memset(dp, 0, sizeof *dp);
+    dp->plan = p;
+    dp->fold_off = malloc(sizeof(int64_t) * ((size_t)p->n_vals + 1));
+    if (!dp->fold_off) {
+        sfail(s, AT_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    size_t total = 0;
+    for (int v = 0; v < p->n_vals; v++) {
+        dp->fold_off[v] = -1;
+        if (p->loc[v] != AT_LOC_FOLDED) continue;
+        dp->fold_off[v] = (int64_t)total;
+        total += dev_align((size_t)at_shape_numel(&p->shape[v]) * at_dtype_size(p->dtype[v]));
+    }
+    at_err e;
+    if (d->be->alloc(d->st, total, &dp->folded, &e) != AT_OK) {
+        free(dp->fold_off);
+        sfail(s, e.code, "device memory for folded values: %s", e.msg);
+        return NULL;
+    }
+    for (int v = 0; v < p->n_vals; v++) {
+        if (dp->fold_off[v] < 0) continue;
+        size_t bytes = (size_t)at_shape_numel(&p->shape[v]) * at_dtype_size(p->dtype[v]);
+        if (d->be->upload(d->st, (char *)dp->folded + dp->fold_off[v], p->folded[v], bytes, &e)) {
+            dev_free_plan(d, dp);
+            sfail(s, e.code, "uploading folded values: %s", e.msg);
+            return NULL;
+        }
+    }
+    /* The kernels' scratch: the largest any step asks for, shared (the stream runs one node at a
+     * time). Workspace functions see the host's copies of constant and folded inputs only. */
+    const at_graph *g = s->g;
+    for (int i = 0; i < p->n_steps; i++) {
+        const at_plan_step *ps = &p->steps[i];
+        const at_node_rec *n = &g->nodes[ps->node];
+        at_workspace_fn wf = d->be->workspace(n->op);
+        if (!wf) continue;
+        if (dev_grow((void **)&d->host_in, &d->host_in_cap, n->n_in + 1, sizeof(void *))) {
+            dev_free_plan(d, dp);
+            sfail(s, AT_E_NOMEM, "out of memory");
+            return NULL;
+        }
+        for (int k = 0; k < n->n_in; k++)
+            d->host_in[k] = p->loc[n->in[k] < 0 ? 0 : n->in[k]] == AT_LOC_FEED
+                                ? NULL
+                                : dev_host_view(s, p, n->in[k]);
+        at_kernel_ctx k;
+        memset(&k, 0, sizeof k);
+        k.node = n;
+        k.node_id = ps->node;
+        k.n_in = n->n_in;
+        k.n_out = n->n_out;
+        k.in = p->io + ps->first_in;
+        k.out = p->io + ps->first_out;
+        k.threads = s->o.threads;
+        k.backend = d->be->node_state(d->st, d->host_in, n->n_in);
+        size_t ws = wf(&k);
+        if (ws > dp->ws_bytes) dp->ws_bytes = ws;
+    }
+    /* Copies are complete before the plan's first run reads them (and the host buffers are
+     * the plan's own, so nothing else must wait). */
+    if (d->be->sync(d->st, &e) != AT_OK) {
+        dev_free_plan(d, dp);
+        sfail(s, e.code, "%s", e.msg);
+        return NULL;
+    }
+    d->n_plans++;
+    return dp;
+}
+
+static at_status dev_check_finite(at_session *s, const at_node_rec *n, const at_tensor *out,
+                                  int n_out) {
+    dev_side *d = s->dev;
+    for (int j = 0; j < n_out; j++) {
+        if (out[j].dtype != AT_F32 || !out[j].data) continue;
+        int64_t idx;
+        float val;
+        at_err e;
+        if (d->be->first_nonfinite(d->st, out[j].data, at_shape_numel(&out[j].shape), &idx, &val,
+                                   &e) != AT_OK)
+            return sfail(s, e.code, "node '%s' (%s): %s", n->name, n->op_type, e.msg);
+        if (idx >= 0)
+            return sfail(s, AT_E_NUMERIC,
+                         "node '%s' (%s) produced a non-finite value (%g) in output %d at "
+                         "element %lld",
+                         n->name, n->op_type, (double)val, j, (long long)idx);
+    }
+    return AT_OK;
+}
+
+static at_status dev_run(at_session *s, at_plan *p, const at_feed *feeds, int n_feeds,
+                         const at_val *fetch, int n_fetch, at_tensor *out) {
+    dev_side *d = s->dev;
+    const at_graph *g = s->g;
+    at_err e;
+    at_status st;
+    if ((st = dev_mirror_new(s, &e)) != AT_OK) return sfail(s, st, "%s", e.msg);
+    if (grow((void **)&s->ptr, &s->ptr_cap, g->n_vals + 1, sizeof(void *)) ||
+        dev_grow((void **)&d->host, &d->host_cap, g->n_vals + 1, sizeof(void *)) ||
+        dev_grow((void **)&d->feed_off, &d->feed_off_cap, g->n_vals + 1, sizeof(int64_t)))
+        return sfail(s, AT_E_NOMEM, "out of memory");
+    for (int v = 0; v < g->n_vals; v++) d->host[v] = NULL, d->feed_off[v] = -1;
+
+    /* Feeds and fetches share the staging buffer: feeds first. */
+    size_t feed_bytes = 0, fetch_bytes = 0;
+    for (int i = 0; i < n_feeds; i++) {
+        at_val v = feeds[i].val;
+        if (p->loc[v] != AT_LOC_FEED) continue;
+        d->host[v] = feeds[i].t.data;
+        d->feed_off[v] = (int64_t)feed_bytes;
+        feed_bytes += dev_align(at_tensor_nbytes(&feeds[i].t));
+    }
+    for (int v = 0; v < p->n_vals; v++)
+        if (p->loc[v] == AT_LOC_FEED && !d->host[v] && at_shape_numel(&p->shape[v]) > 0)
+            return sfail(s, AT_E_INVALID, "input '%s' is needed but was not fed", g->vals[v].name);
+    for (int i = 0; i < n_fetch; i++) {
+        at_val v = fetch[i];
+        if (p->loc[v] == AT_LOC_FEED || p->loc[v] == AT_LOC_FOLDED) continue;
+        fetch_bytes += dev_align((size_t)at_shape_numel(&p->shape[v]) * at_dtype_size(p->dtype[v]));
+    }
+    if (feed_bytes + fetch_bytes > d->stage_cap || !d->stage) {
+        d->be->free_host(d->st, d->stage);
+        d->stage = NULL;
+        d->stage_cap = 0;
+        size_t want = feed_bytes + fetch_bytes;
+        if (d->be->alloc_host(d->st, want, &d->stage, &e) != AT_OK)
+            return sfail(s, e.code, "staging memory: %s", e.msg);
+        d->stage_cap = want;
+    }
+
+    dev_plan *dp = dev_plan_for(s, p);
+    if (!dp) return AT_E_NOMEM == AT_E_NOMEM ? (s->err[0] ? AT_E_DEVICE : AT_E_NOMEM) : AT_OK;
+    if ((st = dev_reserve(s, &d->arena, &d->arena_cap, p->arena_bytes)) != AT_OK) return st;
+    if ((st = dev_reserve(s, &d->scratch, &d->scratch_cap, dp->ws_bytes)) != AT_OK) return st;
+    if ((st = dev_reserve(s, &d->feeds, &d->feeds_cap, feed_bytes)) != AT_OK) return st;
+
+    for (int v = 0; v < g->n_vals; v++) {
+        if (d->feed_off[v] < 0) continue;
+        size_t bytes = (size_t)at_shape_numel(&p->shape[v]) * at_dtype_size(p->dtype[v]);
+        char *stage = (char *)d->stage + d->feed_off[v];
+        if (bytes) memcpy(stage, d->host[v], bytes);
+        if (d->be->upload(d->st, (char *)d->feeds + d->feed_off[v], stage, bytes, &e) != AT_OK)
+            return sfail(s, e.code, "feed '%s': %s", g->vals[v].name, e.msg);
+    }
+    for (int v = 0; v < p->n_vals; v++) {
+        switch (p->loc[v]) {
+        case AT_LOC_GRAPH: {
+            at_val root = p->offset[v] <= -2 ? (at_val)(-p->offset[v] - 2) : v;
+            s->ptr[v] = root < d->n_mirror ? d->mirror[root] : NULL;
+            if (!s->ptr[v])
+                return sfail(s, AT_E_INTERNAL, "'%s' has no device copy", g->vals[root].name);
+            break;
+        }
+        case AT_LOC_ARENA: s->ptr[v] = (char *)d->arena + p->offset[v]; break;
+        case AT_LOC_FOLDED: s->ptr[v] = (char *)dp->folded + dp->fold_off[v]; break;
+        case AT_LOC_FEED:
+            s->ptr[v] = d->feed_off[v] >= 0 ? (char *)d->feeds + d->feed_off[v] : NULL;
+            break;
+        default: s->ptr[v] = NULL; break;
+        }
+    }
+
+    for (int i = 0; i < p->n_steps; i++) {
+        const at_plan_step *ps = &p->steps[i];
+        const at_node_rec *n = &g->nodes[ps->node];
+        at_tensor *in = p->io + ps->first_in, *o = p->io + ps->first_out;
+        if (dev_grow((void **)&d->host_in, &d->host_in_cap, n->n_in + 1, sizeof(void *)))
+            return sfail(s, AT_E_NOMEM, "out of memory");
+        for (int k = 0; k < n->n_in; k++) {
+            in[k].data = n->in[k] == AT_NONE ? NULL : s->ptr[n->in[k]];
+            d->host_in[k] = dev_host_view(s, p, n->in[k]);
+        }
+        for (int j = 0; j < n->n_out; j++) o[j].data = s->ptr[n->out[j]];
+        at_kernel_fn fn = d->be->kernel(n->op);
+        if (!fn)
+            return sfail(s, AT_E_UNSUPPORTED, "node '%s' (%s): no %s kernel", n->name, n->op_type,
+                         d->be->name);
+        at_kernel_ctx k;
+        k.node = n;
+        k.node_id = ps->node;
+        k.n_in = n->n_in;
+        k.n_out = n->n_out;
+        k.in = in;
+        k.out = o;
+        k.ws = dp->ws_bytes ? d->scratch : NULL;
+        k.ws_size = dp->ws_bytes;
+        k.threads = s->o.threads;
+        k.seed = s->o.seed;
+        k.step = s->step;
+        k.backend = d->be->node_state(d->st, d->host_in, n->n_in);
+        k.msg[0] = 0;
+        at_status rc = fn(&k);
+        if (rc != AT_OK) return sfail(s, rc, "node '%s' (%s): %s", n->name, n->op_type, k.msg);
+        if (s->o.check_finite && dev_check_finite(s, n, o, n->n_out) != AT_OK) return AT_E_NUMERIC;
+    }
+    s->stats.arena_bytes = p->arena_bytes;
+    s->stats.values_bytes = p->values_bytes;
+    s->stats.nodes_run = p->n_steps;
+    s->stats.persistent_bytes = d->persistent_bytes;
+
+    /* Fetches are queued behind the last kernel; the error poll then waits for both. */
+    size_t off = feed_bytes;
+    for (int i = 0; i < n_fetch; i++) {
+        at_val v = fetch[i];
+        void *host;
+        if (p->loc[v] == AT_LOC_FEED) {
+            host = d->host[v];
+        } else if (p->loc[v] == AT_LOC_FOLDED) {
+            host = p->folded[v];
+        } else {
+            size_t bytes = (size_t)at_shape_numel(&p->shape[v]) * at_dtype_size(p->dtype[v]);
+            host = (char *)d->stage + off;
+            if (bytes && d->be->download(d->st, host, s->ptr[v], bytes, &e) != AT_OK)
+                return sfail(s, e.code, "fetching '%s': %s", g->vals[v].name, e.msg);
+            off += dev_align(bytes);
+        }
+        out[i] = (at_tensor){p->dtype[v], p->shape[v], host};
+    }
+    int bad_node;
+    char msg[512];
+    if ((st = d->be->poll_error(d->st, &bad_node, msg, sizeof msg)) != AT_OK) {
+        if (bad_node >= 0 && bad_node < g->n_nodes)
+            return sfail(s, st, "node '%s' (%s): %s", g->nodes[bad_node].name,
+                         g->nodes[bad_node].op_type, msg);
+        return sfail(s, st, "%s", msg);
+    }
+    s->step++;
+    return AT_OK;
+}
