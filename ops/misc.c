@@ -49,3 +49,5 @@ const at_op_def at_op_def_Erf = {
     .cpu = erf_cpu,
     .grad = erf_grad,
 };
+
+at_val at_erf(at_graph *g, at_val x) { return at_node1(g, "Erf", &x, 1, NULL, 0); }

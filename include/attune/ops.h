@@ -33,6 +33,7 @@ at_val at_sigmoid(at_graph *g, at_val x);
 at_val at_exp(at_graph *g, at_val x);
 at_val at_log(at_graph *g, at_val x);
 at_val at_sqrt(at_graph *g, at_val x);
+at_val at_erf(at_graph *g, at_val x); /* ops/misc.c */
 at_val at_not(at_graph *g, at_val x);
 at_val at_identity(at_graph *g, at_val x);
 at_val at_cast(at_graph *g, at_val x, at_dtype to);
