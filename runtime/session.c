@@ -510,22 +510,22 @@ static const void *dev_host_view(const at_session *s, const at_plan *p, at_val v
     }
 }
 
-static dev_plan *dev_plan_for(at_session *s, const at_plan *p) {
+/* The device side of plan p, made on its first run. */
+static at_status dev_plan_for(at_session *s, const at_plan *p, dev_plan **out) {
     dev_side *d = s->dev;
+    *out = NULL;
     for (int i = 0; i < d->n_plans; i++)
-        if (d->plans[i].plan == p) return &d->plans[i];
-    if (dev_grow((void **)&d->plans, &d->cap_plans, d->n_plans + 1, sizeof(dev_plan))) {
-        sfail(s, AT_E_NOMEM, "out of memory");
-        return NULL;
-    }
+        if (d->plans[i].plan == p) {
+            *out = &d->plans[i];
+            return AT_OK;
+        }
+    if (dev_grow((void **)&d->plans, &d->cap_plans, d->n_plans + 1, sizeof(dev_plan)))
+        return sfail(s, AT_E_NOMEM, "out of memory");
     dev_plan *dp = &d->plans[d->n_plans];
     memset(dp, 0, sizeof *dp);
     dp->plan = p;
     dp->fold_off = malloc(sizeof(int64_t) * ((size_t)p->n_vals + 1));
-    if (!dp->fold_off) {
-        sfail(s, AT_E_NOMEM, "out of memory");
-        return NULL;
-    }
+    if (!dp->fold_off) return sfail(s, AT_E_NOMEM, "out of memory");
     size_t total = 0;
     for (int v = 0; v < p->n_vals; v++) {
         dp->fold_off[v] = -1;
@@ -536,16 +536,14 @@ static dev_plan *dev_plan_for(at_session *s, const at_plan *p) {
     at_err e;
     if (d->be->alloc(d->st, total, &dp->folded, &e) != AT_OK) {
         free(dp->fold_off);
-        sfail(s, e.code, "device memory for folded values: %s", e.msg);
-        return NULL;
+        return sfail(s, e.code, "device memory for folded values: %s", e.msg);
     }
     for (int v = 0; v < p->n_vals; v++) {
         if (dp->fold_off[v] < 0) continue;
         size_t bytes = (size_t)at_shape_numel(&p->shape[v]) * at_dtype_size(p->dtype[v]);
         if (d->be->upload(d->st, (char *)dp->folded + dp->fold_off[v], p->folded[v], bytes, &e)) {
             dev_free_plan(d, dp);
-            sfail(s, e.code, "uploading folded values: %s", e.msg);
-            return NULL;
+            return sfail(s, e.code, "uploading folded values: %s", e.msg);
         }
     }
     /* The kernels' scratch: the largest any step asks for, shared (the stream runs one node at a
@@ -558,13 +556,13 @@ static dev_plan *dev_plan_for(at_session *s, const at_plan *p) {
         if (!wf) continue;
         if (dev_grow((void **)&d->host_in, &d->host_in_cap, n->n_in + 1, sizeof(void *))) {
             dev_free_plan(d, dp);
-            sfail(s, AT_E_NOMEM, "out of memory");
-            return NULL;
+            return sfail(s, AT_E_NOMEM, "out of memory");
         }
-        for (int k = 0; k < n->n_in; k++)
-            d->host_in[k] = p->loc[n->in[k] < 0 ? 0 : n->in[k]] == AT_LOC_FEED
-                                ? NULL
-                                : dev_host_view(s, p, n->in[k]);
+        /* Feeds change from run to run: a plan's scratch must not depend on them. */
+        for (int k = 0; k < n->n_in; k++) {
+            at_val u = n->in[k];
+            d->host_in[k] = u == AT_NONE || p->loc[u] == AT_LOC_FEED ? NULL : dev_host_view(s, p, u);
+        }
         at_kernel_ctx k;
         memset(&k, 0, sizeof k);
         k.node = n;
@@ -582,11 +580,11 @@ static dev_plan *dev_plan_for(at_session *s, const at_plan *p) {
      * the plan's own, so nothing else must wait). */
     if (d->be->sync(d->st, &e) != AT_OK) {
         dev_free_plan(d, dp);
-        sfail(s, e.code, "%s", e.msg);
-        return NULL;
+        return sfail(s, e.code, "%s", e.msg);
     }
     d->n_plans++;
-    return dp;
+    *out = dp;
+    return AT_OK;
 }
 
 static at_status dev_check_finite(at_session *s, const at_node_rec *n, const at_tensor *out,
@@ -615,6 +613,8 @@ static at_status dev_run(at_session *s, at_plan *p, const at_feed *feeds, int n_
     const at_graph *g = s->g;
     at_err e;
     at_status st;
+    /* A failed run may have left copies from the staging buffer in flight. */
+    if ((st = d->be->sync(d->st, &e)) != AT_OK) return sfail(s, st, "%s", e.msg);
     if ((st = dev_mirror_new(s, &e)) != AT_OK) return sfail(s, st, "%s", e.msg);
     if (grow((void **)&s->ptr, &s->ptr_cap, g->n_vals + 1, sizeof(void *)) ||
         dev_grow((void **)&d->host, &d->host_cap, g->n_vals + 1, sizeof(void *)) ||
@@ -649,8 +649,8 @@ static at_status dev_run(at_session *s, at_plan *p, const at_feed *feeds, int n_
         d->stage_cap = want;
     }
 
-    dev_plan *dp = dev_plan_for(s, p);
-    if (!dp) return AT_E_NOMEM == AT_E_NOMEM ? (s->err[0] ? AT_E_DEVICE : AT_E_NOMEM) : AT_OK;
+    dev_plan *dp;
+    if ((st = dev_plan_for(s, p, &dp)) != AT_OK) return st;
     if ((st = dev_reserve(s, &d->arena, &d->arena_cap, p->arena_bytes)) != AT_OK) return st;
     if ((st = dev_reserve(s, &d->scratch, &d->scratch_cap, dp->ws_bytes)) != AT_OK) return st;
     if ((st = dev_reserve(s, &d->feeds, &d->feeds_cap, feed_bytes)) != AT_OK) return st;
@@ -725,7 +725,7 @@ static at_status dev_run(at_session *s, at_plan *p, const at_feed *feeds, int n_
         at_val v = fetch[i];
         void *host;
         if (p->loc[v] == AT_LOC_FEED) {
-            host = d->host[v];
+            host = (void *)d->host[v]; /* the caller's own feed, as on the CPU */
         } else if (p->loc[v] == AT_LOC_FOLDED) {
             host = p->folded[v];
         } else {

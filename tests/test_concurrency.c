@@ -30,7 +30,7 @@ enum {
     MAXB = 6,     /* largest batch */
     MAXT = 11,    /* longest sequence */
     NTHREADS = 4, /* threads, one session each */
-    ROUNDS = 20,  /* passes over the inputs per thread */
+    ROUNDS = 50,  /* passes over the inputs per thread */
     OMP_THREADS = 2,
 };
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs the build to a temporary prefix and builds the examples against the
 # installed tree only: through CMake (examples/CMakeLists.txt, find_package;
-# shared and static) and through pkg-config (shared and static). Runs them.
-# Then moves the prefix elsewhere and builds again (both package files are
-# relocatable). Exit 77 (skipped) when a tool it needs is missing.
+# shared and static) and through pkg-config (shared and static), and runs them
+# (predict with a small model trained here through the installed C API). Then
+# moves the prefix elsewhere and builds again (both package files are
+# relocatable), and builds and runs README.md's embedding snippet on a model
+# saved by the library. Exit 77 (skipped) when a tool it needs is missing or
+# the build is a sanitizer build. KEEP_TMP=1 keeps the temporary directory.
 set -euo pipefail
 
 : "${ATTUNE_BUILD:?set ATTUNE_BUILD to the build directory}"
@@ -15,6 +18,11 @@ for tool in cmake pkg-config "$CC"; do
         exit 77
     fi
 done
+
+if grep -q '^ATTUNE_SANITIZE:BOOL=ON' "$ATTUNE_BUILD/CMakeCache.txt" 2>/dev/null; then
+    echo "SKIP: a sanitizer build (ATTUNE_SANITIZE=ON) cannot be linked by plain consumers"
+    exit 77
+fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/attune-install.XXXXXX")
 trap '[ -n "${KEEP_TMP:-}" ] || rm -rf "$TMP"' EXIT
@@ -66,20 +74,58 @@ pc_version=$(pkg-config --modversion attune) || fail "pkg-config cannot read att
 EXAMPLES=(train_graph)
 [ -f "$ATTUNE_SRC/examples/predict.c" ] && EXAMPLES+=(predict)
 
-# A small trained model for predict, made with the installed library's own
-# training API when the NLU layer is installed (see examples/README.md).
+# A small model for predict, trained for a few steps through the installed
+# library's C API (at_nlu_model_from_split, at_nlu_train, at_nlu_save) by a
+# helper built against the installed tree.
 MODEL=
 make_model() {
     [ -f "$ATTUNE_SRC/examples/predict.c" ] || return 0
     local data=$ATTUNE_SRC/data/sample
-    [ -d "$data" ] || fail "no sample corpus at $data for the predict example"
+    [ -d "$data/train" ] || fail "no sample corpus at $data for the predict example"
+    [ -f "$PREFIX/include/attune/nlu.h" ] || fail "examples/predict.c exists but nlu.h is not installed"
+    cat >"$TMP/train_nlu.c" <<'EOF_C'
+#include <stdio.h>
+#include <attune/dataset.h>
+#include <attune/nlu.h>
+int main(int argc, char **argv) { /* DATA_DIR OUT.onnx */
+    char path[4096];
+    at_err e;
+    at_split *train = NULL, *valid = NULL;
+    at_nlu_model *m = NULL;
+    if (argc != 3) return 2;
+    snprintf(path, sizeof path, "%s/train", argv[1]);
+    if (at_dataset_split(&train, path, &e) != AT_OK) goto fail;
+    snprintf(path, sizeof path, "%s/valid", argv[1]);
+    if (at_dataset_split(&valid, path, &e) != AT_OK) goto fail;
+    at_nlu_config c = at_nlu_config_default();
+    c.layers = 1, c.emb_dim = 16, c.d_model = 32, c.heads = 2, c.ffn_dim = 64;
+    c.g_dim = 16, c.g_heads = 2, c.attn_dim = 16, c.d_channels = 8, c.d_hidden = 16;
+    c.epochs[0] = c.epochs[1] = c.epochs[2] = 1;
+    at_nlu_train_opts o = at_nlu_train_defaults();
+    o.max_steps = 5;
+    at_nlu_train_result r;
+    if (at_nlu_model_from_split(&m, &c, train, &e) != AT_OK ||
+        at_nlu_train(m, train, valid, NULL, &o, &r, &e) != AT_OK ||
+        at_nlu_save(m, argv[2], &e) != AT_OK)
+        goto fail;
+    at_nlu_model_free(m);
+    at_split_free(train);
+    at_split_free(valid);
+    return 0;
+fail:
+    fprintf(stderr, "%s\n", e.msg);
+    return 1;
+}
+EOF_C
+    # shellcheck disable=SC2046
+    run "$CC" -std=c11 -Wall -Werror -o "$TMP/train_nlu" "$TMP/train_nlu.c" \
+        $(PKG_CONFIG_PATH=$LIBDIR/pkgconfig pkg-config --cflags attune) \
+        $(PKG_CONFIG_PATH=$LIBDIR/pkgconfig pkg-config --static --libs attune |
+            sed 's/-lattune\b/-l:libattune.a/')
     MODEL=$TMP/model.onnx
-    if [ -x "$ATTUNE_BUILD/attune" ] &&
-        "$ATTUNE_BUILD/attune" train --help 2>&1 | grep -q -- --max-steps; then
-        run "$ATTUNE_BUILD/attune" train --data "$data" --out "$MODEL" --max-steps 20 \
-            --set d_model=32 --set emb_dim=16 --set layers=1
-    fi
-    [ -s "$MODEL" ] || fail "could not make a model for the predict example"
+    OMP_NUM_THREADS=1 run "$TMP/train_nlu" "$data" "$MODEL"
+    [ -s "$MODEL" ] || fail "train_nlu wrote no model"
+    echo "ok: trained a small NLU model through the installed API"
 }
 
 # check_example EXE LABEL: runs one built example and checks what it prints.
@@ -92,9 +138,14 @@ check_example() {
         grep -q "train accuracy" "$LOG" || fail "$label: train_graph printed no accuracy"
         ;;
     predict*)
-        printf 'play some music\nwhat is the weather tomorrow\n' | "$exe" "$MODEL" >"$LOG" 2>&1 ||
+        head -n 3 "$ATTUNE_SRC/data/sample/test/seq.in" | "$exe" "$MODEL" >"$LOG" 2>&1 ||
             fail "$label: predict exited $?"
-        [ "$(grep -c 'intent' "$LOG")" -ge 2 ] || fail "$label: predict printed no intents"
+        [ "$(grep -c '^  intent [^ ]* ([01]\.[0-9][0-9])$' "$LOG")" -eq 3 ] ||
+            fail "$label: predict did not print 3 intents"
+        [ "$(grep -c '^  slots ' "$LOG")" -eq 3 ] || fail "$label: predict did not print 3 slot lines"
+        local rc=0
+        "$exe" >"$LOG" 2>&1 </dev/null || rc=$?
+        [ "$rc" -eq 77 ] || fail "$label: predict without a model exited $rc, not 77"
         ;;
     esac
     echo "ok: $label $name"

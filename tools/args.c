@@ -451,6 +451,7 @@ int cli_parse(const cli_cmd *c, int argc, char **argv, int *n_pos) {
             for (int j = 0; j < c->groups[g].n; j++, k++)
                 if (&c->groups[g].opts[j] == o) {
                     seen[k] = true;
+                    if (o->seen) *o->seen = true;
                     if (c->groups[g].given) (*c->groups[g].given)++;
                 }
     }

@@ -8,13 +8,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Not attune.h: its ops.h declares the builder at_split(), which collides with dataset.h's
- * at_split type, and the model commands need the latter. */
-#include "attune/graph.h"
-#include "attune/io.h"
-#include "attune/session.h"
-#include "attune/status.h"
-#include "attune/tensor.h"
+#include "attune/attune.h"
+#include "attune/dataset.h"
+#include "attune/metrics.h"
+#include "attune/nlu.h"
 
 #define CLI_EXIT_OK    0
 #define CLI_EXIT_FAIL  1
@@ -66,6 +63,7 @@ typedef struct cli_opt {
     const char *choices; /* CLI_CHOICE / CLI_CHOICES */
     double lo, hi;       /* CLI_INT / CLI_FLOAT range; lo == hi == 0: any value */
     bool required;       /* cli_parse fails when the option is absent */
+    bool *seen;          /* may be NULL; cli_parse sets it when the option is given */
 } cli_opt;
 
 /* Table rows. Ranges are inclusive. */
@@ -156,5 +154,74 @@ at_graph *cli_load_graph(const char *cmd, const char *path, int *code);
 const char *cli_value_kind_name(at_value_kind k);
 /* mkdir -p; 0 on success, else -1 with errno set. */
 int cli_mkdirs(const char *path);
+bool cli_is_dir(const char *path);
+bool cli_is_file(const char *path);
+/* The folder an output file goes to must exist: failing after an hour of training because of a
+ * typo in -o is the worst time to learn of it. Returns CLI_CONTINUE or the exit code. */
+int cli_check_out_dir(const char *cmd, const char *opt, const char *path);
+/* JSON string (with the quotes) of s to f; bytes below 0x20, '"' and '\\' escaped. */
+void cli_json_str(FILE *f, const char *s);
+/* XML text of s to f ('<', '>', '&', '"' and '\'' escaped). */
+void cli_xml_str(FILE *f, const char *s);
+
+/* ---- the NLU model commands (model_opts.c) ---- */
+
+/* Options that set fields of at_nlu_config. Each row keeps its value and whether it was given
+ * inside the table, and cli_opt rows point there: initialize the table in place and keep it
+ * where it is while the rows are in use (copies of the rows are fine). */
+#define CLI_CFG_MAX 48
+
+typedef enum cli_cfg_set {
+    CLI_CFG_ARCH,  /* architecture and vocabularies: fixed once a model is built */
+    CLI_CFG_SCHED, /* epochs, batch, optimizer, dropout, patience, selection */
+    CLI_CFG_ADV,   /* the adversarial term */
+    CLI_CFG_DATA,  /* label fraction */
+    CLI_CFG_SEED,  /* the seed */
+} cli_cfg_set;
+
+typedef union cli_val {
+    int64_t i;
+    double f;
+    const char *s;
+    bool b;
+} cli_val;
+
+typedef struct cli_cfg_opts {
+    int n;
+    cli_opt opt[CLI_CFG_MAX];
+    cli_cfg_set set[CLI_CFG_MAX];
+    const char *key[CLI_CFG_MAX]; /* the config key, or a name starting with '+' done by hand */
+    bool seen[CLI_CFG_MAX];
+    cli_val val[CLI_CFG_MAX];
+} cli_cfg_opts;
+
+/* Every config option, its default shown as at_nlu_config_default() has it. */
+void cli_cfg_init(cli_cfg_opts *o);
+/* Copies the rows of one set to out (room for CLI_CFG_MAX) and returns how many. */
+int cli_cfg_rows(const cli_cfg_opts *o, cli_cfg_set set, cli_opt *out);
+/* The row of one option by name (which must exist). */
+cli_opt cli_cfg_row(const cli_cfg_opts *o, const char *name);
+/* The first option of a set that was given, or NULL. */
+const char *cli_cfg_given(const cli_cfg_opts *o, cli_cfg_set set);
+/* Applies the options that were given (only those; --preset first) on top of cfg, then checks
+ * the result, naming the options at fault. CLI_CONTINUE or the exit code (message printed). */
+int cli_cfg_apply(const char *cmd, const cli_cfg_opts *o, at_nlu_config *cfg);
+
+/* Reads split folder dir/sub (sub may be NULL: dir itself). The reader's messages name the
+ * file and line. CLI_CONTINUE or the exit code. */
+int cli_read_split(const char *cmd, const char *dir, const char *sub, at_split **out);
+/* Loads a model file or (ckpt_info non-NULL) a training checkpoint. */
+int cli_load_model(const char *cmd, const char *path, at_checkpoint_info *ckpt_info,
+                   at_nlu_model **out);
+/* Gives *m the configuration cfg: when it differs from the model's, the model is built again
+ * from cfg and its vocabularies, and every parameter and optimizer state value whose name,
+ * dtype and shape agree is copied over (the rest starts fresh: D when a model file had none).
+ * CLI_CONTINUE or the exit code. */
+int cli_model_reconfigure(const char *cmd, at_nlu_model **m, const at_nlu_config *cfg);
+/* The model's session on device ("cpu" or "cuda") with threads and seed. */
+int cli_model_session(const char *cmd, at_nlu_model *m, const char *device, int64_t threads,
+                      uint64_t seed, bool check_finite);
+/* The encoder kind, G on or off, attention kinds and parameter count, for a log line. */
+void cli_model_describe(at_nlu_model *m, char *buf, size_t cap);
 
 #endif

@@ -65,9 +65,11 @@ at_session_opts at_session_defaults(void);
  * defined inputs, no cycle) and returns NULL with *err set: the graph's
  * recorded error if it has one; AT_E_INVALID (NULL g, an input produced by
  * no node, a cycle); AT_E_UNSUPPORTED (unknown op); AT_E_DEVICE (device not
- * available in this build or machine); AT_E_NOMEM. Plans are made by the
- * runs, so this is cheap. Safe to call from several threads on one shared
- * graph (see the concurrency contract above). */
+ * available in this build or machine, or failing to start); AT_E_NOMEM.
+ * On CPU this is cheap: plans are made by the runs. A CUDA session opens
+ * the device and keeps its own device copy of the parameters. Safe to call
+ * from several threads on one shared graph (see the concurrency contract
+ * above). */
 at_session *at_session_new(at_graph *g, const at_session_opts *opts, at_err *err);
 /* Frees the session, its plans and arena; tensors it handed out die with it.
  * The graph is left as it is (trained parameters stay in it). NULL is a
@@ -117,7 +119,9 @@ void at_session_set_step(at_session *s, uint64_t step);
 
 /* Copies device-side parameters and state back into the graph's buffers
  * (no-op on CPU). Call before saving a model trained on CUDA. AT_E_INVALID
- * for NULL; AT_E_DEVICE when the copy fails. */
+ * for NULL; the device's error (AT_E_DEVICE) when the copy fails, with the
+ * message in at_session_error(s). Writes the graph: not while other
+ * sessions run on it. */
 at_status at_session_sync(at_session *s);
 
 /* Memory statistics of the last run's plan, by value (s non-NULL). */
