@@ -15,7 +15,7 @@
 
 /* Bounds on what a run may touch, so that a tiny file whose shapes say "4 GiB" fails the
  * size check here instead of tripping the fuzzer's memory limit inside the arena. */
-enum { MAX_RUN_NODES = 64, MAX_RUN_VALUES = 256 };
+enum { MAX_RUN_NODES = 256, MAX_RUN_VALUES = 1024 };
 #define MAX_VALUE_BYTES ((int64_t)1 << 20)
 #define MAX_TOTAL_BYTES ((int64_t)16 << 20)
 

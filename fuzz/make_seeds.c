@@ -130,6 +130,70 @@ static at_graph *seq(void) {
     return g;
 }
 
+/* The remaining elementwise ops, Gemm, Split, Unsqueeze and the other reductions, concrete. */
+static at_graph *math(void) {
+    at_graph *g = at_graph_new();
+    at_val x = at_input(g, "x", AT_F32, AT_SHAPE(2, 4));
+    at_val w = at_param(g, "w", AT_F32, AT_SHAPE(4, 4), 0);
+    fill(g, w, 0.7f);
+    at_val y = at_gemm(g, x, w, AT_NONE, 0.5f, 1.0f, 0, 1);
+    at_val a = at_abs(g, at_sub(g, y, x));
+    at_val b = at_div(g, at_sqrt(g, at_add(g, a, at_const_f32(g, 1.0f))), at_exp(g, x));
+    at_val c = at_pow(g, at_log(g, at_add(g, a, at_const_f32(g, 2.0f))), at_const_f32(g, 2.0f));
+    at_val d = at_mul(g, at_sign(g, x), at_leaky_relu(g, at_add(g, b, c), 0.1f));
+    at_val parts[2];
+    at_split(g, d, 1, 2, NULL, parts);
+    int64_t ax0[1] = {0}, ax1[1] = {1};
+    at_val u = at_unsqueeze(g, at_reduce_sum(g, parts[0], 1, ax1, 0), 1, ax0);
+    at_val mx = at_reduce_max(g, parts[1], 1, ax0, 1);
+    at_output(g, u);
+    at_output(g, mx);
+    at_output(g, at_not(g, at_equal(g, at_cast(g, x, AT_BOOL), at_cast(g, y, AT_BOOL))));
+    at_output(g, at_identity(g, at_cast(g, at_cast(g, d, AT_I32), AT_I64)));
+    return g;
+}
+
+/* A training graph with concrete shapes, so that the harness runs its backward and update
+ * kernels too: embedding, conv, LSTM, layer norm, dropout, softmax cross-entropy, with SGD on
+ * some parameters and Adam on the others. */
+static at_graph *train_small(void) {
+    at_graph *g = at_graph_new();
+    at_val tok = at_input(g, "tok", AT_I64, AT_SHAPE(1, 3));
+    at_val lab = at_input(g, "lab", AT_I64, AT_SHAPE(3));
+    at_val lr = at_input(g, "lr", AT_F32, AT_SCALAR);
+    at_val emb = at_param(g, "emb", AT_F32, AT_SHAPE(4, 2), 0);
+    at_val cw = at_param(g, "cw", AT_F32, AT_SHAPE(2, 2, 1), 0);
+    at_val W = at_param(g, "W", AT_F32, AT_SHAPE(1, 8, 2), 1);
+    at_val R = at_param(g, "R", AT_F32, AT_SHAPE(1, 8, 2), 1);
+    at_val ls = at_param(g, "ls", AT_F32, AT_SHAPE(2), 1);
+    fill(g, emb, 1.0f);
+    fill(g, cw, 0.8f);
+    fill(g, W, 0.4f);
+    fill(g, R, 0.3f);
+    fill(g, ls, 1.0f);
+    int64_t p021[3] = {0, 2, 1}, p102[3] = {1, 0, 2}, sq[1] = {1}, shp2[2] = {3, 2};
+    at_val e = at_gather(g, emb, tok, 0);                     /* [1,3,2] */
+    at_val c = at_conv1d(g, at_transpose(g, e, 3, p021), cw, AT_NONE, 0, 0, 1, 1, 1);
+    at_val xs = at_transpose(g, at_transpose(g, c, 3, p021), 3, p102); /* [3,1,2] */
+    at_val y;
+    at_lstm(g, xs, W, R, AT_NONE, AT_NONE, AT_NONE, AT_NONE, 2, "forward", &y, NULL, NULL);
+    at_val h = at_reshape(g, at_squeeze(g, y, 1, sq), 2, shp2); /* [3,2] */
+    h = at_layer_norm(g, at_tanh(g, h), ls, AT_NONE, -1, 1e-5f);
+    at_val on = at_const(g, "train", AT_BOOL, AT_SCALAR, &(uint8_t){1});
+    h = at_dropout(g, at_gelu(g, at_sigmoid(g, h)), 0.1f, on, NULL);
+    at_val loss = at_softmax_cross_entropy(g, h, lab, AT_NONE, "mean", -100);
+    at_val p1[2] = {emb, cw}, p2[3] = {W, R, ls}, g1[2], g2[3], u1[2], u2[3];
+    at_backward(g, loss, p1, 2, g1);
+    at_backward(g, loss, p2, 3, g2);
+    at_sgd(g, 2, p1, g1, lr, 0.9f, 0.0f, u1);
+    at_adam_opts o = {0.9f, 0.999f, 1e-8f, 0.0f};
+    at_adam(g, 3, p2, g2, lr, &o, u2);
+    at_output(g, loss);
+    for (int i = 0; i < 2; i++) at_output(g, u1[i]);
+    for (int i = 0; i < 3; i++) at_output(g, u2[i]);
+    return g;
+}
+
 /* A trained-model-like graph with state and a checkpoint's training position. */
 static void checkpoint(const char *dir) {
     at_graph *g = mlp(true);
@@ -156,6 +220,8 @@ int main(int argc, char **argv) {
     save(mlp(true), dir, "gen_mlp_train.onnx", false);
     save(shapes(), dir, "gen_shapes.onnx", false);
     save(seq(), dir, "gen_seq.onnx", false);
+    save(math(), dir, "gen_math.onnx", false);
+    save(train_small(), dir, "gen_train_small.onnx", false);
     checkpoint(dir);
     return failures ? 1 : 0;
 }

@@ -39,8 +39,8 @@ static at_val multihead(nlu_ctx *c, at_val q, int64_t dq, at_val kv, int64_t d, 
     at_val kh = at_reshape(g, nlu_linear(c, kv, d, d, false, NLU_INIT_XAVIER, group, nm), 4, split);
     snprintf(nm, sizeof nm, "%s.wv", name);
     at_val vh = at_reshape(g, nlu_linear(c, kv, d, d, false, NLU_INIT_XAVIER, group, nm), 4, split);
-    at_val s = scale(g, at_matmul(g, at_transpose(g, qh, 4, bhtd), at_transpose(g, kh, 4, bhdt)),
-                     dh);
+    at_val s =
+        scale(g, at_matmul(g, at_transpose(g, qh, 4, bhtd), at_transpose(g, kh, 4, bhdt)), dh);
     s = at_add(g, s, at_unsqueeze(g, c->kbias, 1, &head_axis));
     at_val w = at_softmax(g, s, -1);
     if (weights) *weights = at_reduce_mean(g, w, 1, &head_axis, 0);
@@ -53,7 +53,8 @@ static at_val multihead(nlu_ctx *c, at_val q, int64_t dq, at_val kv, int64_t d, 
 at_val nlu_attend(nlu_ctx *c, at_nlu_attn_kind kind, at_val q, int64_t dq, at_val kv, int64_t d,
                   int heads, int group, const char *name, at_val *weights) {
     at_graph *g = c->g;
-    if (kind == AT_NLU_ATTN_MULTIHEAD) return multihead(c, q, dq, kv, d, heads, group, name, weights);
+    if (kind == AT_NLU_ATTN_MULTIHEAD)
+        return multihead(c, q, dq, kv, d, heads, group, name, weights);
     bool needs_same = kind == AT_NLU_ATTN_DOT || kind == AT_NLU_ATTN_SCALED_DOT ||
                       kind == AT_NLU_ATTN_NEG_DISTANCE;
     if (needs_same && dq != d) {
@@ -65,8 +66,12 @@ at_val nlu_attend(nlu_ctx *c, at_nlu_attn_kind kind, at_val q, int64_t dq, at_va
     int64_t a = c->cfg->attn_dim;
     at_val scores = AT_NONE, values = kv;
     switch (kind) {
-    case AT_NLU_ATTN_DOT: scores = at_matmul(g, q, swap_last(g, kv)); break;
-    case AT_NLU_ATTN_SCALED_DOT: scores = scale(g, at_matmul(g, q, swap_last(g, kv)), d); break;
+    case AT_NLU_ATTN_DOT:
+        scores = at_matmul(g, q, swap_last(g, kv));
+        break;
+    case AT_NLU_ATTN_SCALED_DOT:
+        scores = scale(g, at_matmul(g, q, swap_last(g, kv)), d);
+        break;
     case AT_NLU_ATTN_GENERAL: {
         at_val w = nlu_param(c, group, AT_SHAPE(dq, d), NLU_INIT_XAVIER, "%s.w", name);
         scores = at_matmul(g, at_matmul(g, q, w), swap_last(g, kv));
@@ -104,15 +109,16 @@ at_val nlu_attend(nlu_ctx *c, at_nlu_attn_kind kind, at_val q, int64_t dq, at_va
             if (at_split_into(g, q, 2, 2, NULL, qh) != AT_OK) return AT_NONE;
             qk = qh[0];
         } else if (dq != d / 2) {
-            at_graph_fail(g, AT_E_SHAPE, "%s: key_value query size %lld, want %lld or %lld",
-                          name, (long long)dq, (long long)d, (long long)d / 2);
+            at_graph_fail(g, AT_E_SHAPE, "%s: key_value query size %lld, want %lld or %lld", name,
+                          (long long)dq, (long long)d, (long long)d / 2);
             return AT_NONE;
         }
         scores = scale(g, at_matmul(g, qk, swap_last(g, kvh[0])), d / 2);
         values = kvh[1];
         break;
     }
-    case AT_NLU_ATTN_MULTIHEAD: break;
+    case AT_NLU_ATTN_MULTIHEAD:
+        break;
     }
     at_val w = at_softmax(g, at_add(g, scores, c->kbias), -1);
     if (weights) *weights = w;

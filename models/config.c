@@ -60,7 +60,7 @@ at_nlu_config at_nlu_config_default(void) {
 }
 
 static const char *const encoder_names[] = {"transformer", "bilstm", NULL};
-static const char *const attn_names[] = {"additive",  "general",  "dot",          "scaled_dot",
+static const char *const attn_names[] = {"additive",  "general",   "dot",          "scaled_dot",
                                          "multihead", "key_value", "neg_distance", NULL};
 static const char *const adv_names[] = {"none", "gan", "grl", NULL};
 static const char *const d_input_names[] = {"hard", "soft", NULL};
@@ -81,7 +81,8 @@ typedef struct field {
     double lo, hi;            /* numeric range */
 } field;
 
-#define F(key, k, member, names, lo, hi) {key, k, offsetof(at_nlu_config, member), names, lo, hi}
+#define F(key, k, member, names, lo, hi)                                                           \
+    { key, k, offsetof(at_nlu_config, member), names, lo, hi }
 static const field fields[] = {
     F("encoder", K_ENUM, encoder, encoder_names, 0, 0),
     F("layers", K_INT, layers, NULL, 1, 8),
@@ -161,16 +162,18 @@ static at_status set_field(at_nlu_config *c, const field *f, const char *v, at_e
         if (!parse_i64(v, &iv) || iv < f->lo || iv > f->hi)
             return at_err_set(e, AT_E_INVALID, "config %s: '%s' is not an integer in [%g, %g]",
                               f->key, v, f->lo, f->hi);
-        if (f->k == K_INT) *(int *)base = (int)iv;
-        else *(int64_t *)base = iv;
+        if (f->k == K_INT)
+            *(int *)base = (int)iv;
+        else
+            *(int64_t *)base = iv;
         return AT_OK;
     case K_U64: {
         char *end;
         errno = 0;
         unsigned long long u = strtoull(v, &end, 10);
         if (!*v || *end || errno || *v == '-')
-            return at_err_set(e, AT_E_INVALID, "config %s: '%s' is not an unsigned integer",
-                              f->key, v);
+            return at_err_set(e, AT_E_INVALID, "config %s: '%s' is not an unsigned integer", f->key,
+                              v);
         *(uint64_t *)base = u;
         return AT_OK;
     }
@@ -185,8 +188,10 @@ static at_status set_field(at_nlu_config *c, const field *f, const char *v, at_e
         return AT_OK;
     }
     case K_BOOL:
-        if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "on")) *(bool *)base = true;
-        else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "off")) *(bool *)base = false;
+        if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "on"))
+            *(bool *)base = true;
+        else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "off"))
+            *(bool *)base = false;
         else
             return at_err_set(e, AT_E_INVALID, "config %s: '%s' is not true or false", f->key, v);
         return AT_OK;
@@ -195,8 +200,10 @@ static at_status set_field(at_nlu_config *c, const field *f, const char *v, at_e
         if (f->names == attn_names && !strcmp(v, "multiplicative")) w = "general";
         for (int i = 0; f->names[i]; i++) {
             if (!same_name(f->names[i], w)) continue;
-            if (is_bool_member(f)) *(bool *)base = i != 0;
-            else *(int *)base = i;
+            if (is_bool_member(f))
+                *(bool *)base = i != 0;
+            else
+                *(int *)base = i;
             return AT_OK;
         }
         char list[160] = "";
@@ -255,12 +262,16 @@ at_status at_nlu_config_set(at_nlu_config *c, const char *key, const char *value
 static int format_field(const at_nlu_config *c, const field *f, char *buf, size_t cap) {
     const char *base = (const char *)c + f->off;
     switch (f->k) {
-    case K_INT: return snprintf(buf, cap, "%s=%d\n", f->key, *(const int *)base);
-    case K_I64: return snprintf(buf, cap, "%s=%lld\n", f->key, (long long)*(const int64_t *)base);
+    case K_INT:
+        return snprintf(buf, cap, "%s=%d\n", f->key, *(const int *)base);
+    case K_I64:
+        return snprintf(buf, cap, "%s=%lld\n", f->key, (long long)*(const int64_t *)base);
     case K_U64:
         return snprintf(buf, cap, "%s=%llu\n", f->key, (unsigned long long)*(const uint64_t *)base);
-    case K_FLOAT: return snprintf(buf, cap, "%s=%.9g\n", f->key, (double)*(const float *)base);
-    case K_BOOL: return snprintf(buf, cap, "%s=%s\n", f->key, *(const bool *)base ? "true" : "false");
+    case K_FLOAT:
+        return snprintf(buf, cap, "%s=%.9g\n", f->key, (double)*(const float *)base);
+    case K_BOOL:
+        return snprintf(buf, cap, "%s=%s\n", f->key, *(const bool *)base ? "true" : "false");
     case K_ENUM: {
         int i = is_bool_member(f) ? (int)*(const bool *)base : *(const int *)base;
         return snprintf(buf, cap, "%s=%s\n", f->key, f->names[i]);
@@ -305,8 +316,7 @@ at_status at_nlu_config_from_string(at_nlu_config *c, const char *text, at_err *
         size_t n = nl ? (size_t)(nl - p) : strlen(p);
         line++;
         char buf[256];
-        if (n >= sizeof buf)
-            return at_err_set(e, AT_E_FORMAT, "config line %d: too long", line);
+        if (n >= sizeof buf) return at_err_set(e, AT_E_FORMAT, "config line %d: too long", line);
         memcpy(buf, p, n);
         buf[n] = 0;
         p += n + (nl ? 1 : 0);

@@ -22,8 +22,8 @@ void nlu_decoders(nlu_ctx *c, at_val r_intent, at_val r_entity, nlu_heads *out) 
     const int64_t flat[2] = {0, dv1}, q_axis = 1;
     ci = at_reshape(g, ci, 2, flat); /* [B,1,dv] -> [B,dv] */
     out->attn_intent = at_squeeze(g, w1, 1, &q_axis);
-    out->intent_logits = nlu_linear(c, nlu_dropout(c, ci), dv1, c->n_intents, true,
-                                    NLU_INIT_XAVIER, G_DEC, "dec.intent.out");
+    out->intent_logits = nlu_linear(c, nlu_dropout(c, ci), dv1, c->n_intents, true, NLU_INIT_XAVIER,
+                                    G_DEC, "dec.intent.out");
 
     int64_t dv2 = nlu_attn_value_dim(cfg->attn2, d);
     at_val ce = nlu_attend(c, cfg->attn2, r_entity, d, r_entity, d, cfg->attn_heads, G_DEC,

@@ -26,7 +26,8 @@ at_val nlu_discriminator(nlu_ctx *c, at_val r, at_val slot_vec, at_val intent_ve
     }
     at_val y = nw > 1 ? at_concat(g, (int)nw, convs, 1) : convs[0];
     y = at_reduce_max(g, at_add(g, y, c->kbias), 1, &time, 0); /* padding never wins the max */
-    y = at_relu(g, nlu_linear(c, y, nw * ch, cfg->d_hidden, true, NLU_INIT_XAVIER, G_D, "disc.fc1"));
+    y = at_relu(g,
+                nlu_linear(c, y, nw * ch, cfg->d_hidden, true, NLU_INIT_XAVIER, G_D, "disc.fc1"));
     y = nlu_linear(c, y, cfg->d_hidden, 1, true, NLU_INIT_XAVIER, G_D, "disc.fc2");
     return at_squeeze(g, y, 1, &last);
 }

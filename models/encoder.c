@@ -49,7 +49,7 @@ static at_val char_features(nlu_ctx *c, at_val chars) {
     const at_nlu_config *cfg = c->cfg;
     int64_t cd = cfg->char_dim, f = cfg->char_channels;
     at_val table = nlu_param(c, G_ENC, AT_SHAPE(c->n_chars, cd), NLU_INIT_EMBED, "enc.char_emb");
-    const int64_t words[3] = {-1, NLU_CHAR_WIDTH, cd}, ncw[3] = {0, 2, 1}, w_axis = 2;
+    const int64_t words[3] = {-1, AT_CHAR_WIDTH, cd}, ncw[3] = {0, 2, 1}, w_axis = 2;
     at_val x = at_transpose(g, at_reshape(g, at_gather(g, table, chars, 0), 3, words), 3, ncw);
     at_val w = nlu_param(c, G_ENC, AT_SHAPE(f, cd, 3), NLU_INIT_CONV, "enc.char_conv.w");
     at_val b = nlu_param(c, G_ENC, AT_SHAPE(f), NLU_INIT_ZERO, "enc.char_conv.b");
@@ -63,8 +63,8 @@ static at_val char_features(nlu_ctx *c, at_val chars) {
 /* Learned positions 0 .. T-1: the first T rows of the table (T read from tokens' shape). */
 static at_val positions(nlu_ctx *c, at_val tokens, int64_t d) {
     at_graph *g = c->g;
-    at_val table = nlu_param(c, G_ENC, AT_SHAPE(c->cfg->max_positions, d), NLU_INIT_SMALL,
-                             "enc.pos");
+    at_val table =
+        nlu_param(c, G_ENC, AT_SHAPE(c->cfg->max_positions, d), NLU_INIT_SMALL, "enc.pos");
     at_attr a[2] = {AT_ATTR_I("start", 1), AT_ATTR_I("end", 2)};
     const int64_t zero = 0;
     at_val in[4] = {table, at_const_i64s(g, 1, &zero), at_node1(g, "Shape", &tokens, 1, a, 2),

@@ -50,8 +50,7 @@ static void build_path(nlu_ctx *c, at_nlu_net *net, at_nlu_path *p, at_val h_las
     if (s_i == AT_NONE && c->cfg->use_g) return;
     bool grl = c->cfg->adv == AT_NLU_ADV_GRL;
     nlu_adv a;
-    nlu_adversarial(c, p->r_entity, &h, net->slots, net->intents, grl ? net->lambda : AT_NONE,
-                    &a);
+    nlu_adversarial(c, p->r_entity, &h, net->slots, net->intents, grl ? net->lambda : AT_NONE, &a);
     p->d_real = a.d_real;
     p->d_fake = a.d_fake;
     p->loss_d = a.loss_d;
@@ -108,10 +107,10 @@ at_status nlu_build(at_graph *g, const at_nlu_config *cfg, const nlu_sizes *sz, 
     int64_t B = at_sym(g, "B"), T = at_sym(g, "T");
     net->tokens = at_input(g, "tokens", AT_I64, AT_SHAPE(B, T));
     net->mask = at_input(g, "mask", AT_F32, AT_SHAPE(B, T));
-    net->lengths = cfg->encoder == AT_NLU_BILSTM ? at_input(g, "lengths", AT_I64, AT_SHAPE(B))
-                                                 : AT_NONE;
-    net->chars = cfg->char_dim > 0 ? at_input(g, "chars", AT_I64, AT_SHAPE(B, T, NLU_CHAR_WIDTH))
-                                   : AT_NONE;
+    net->lengths =
+        cfg->encoder == AT_NLU_BILSTM ? at_input(g, "lengths", AT_I64, AT_SHAPE(B)) : AT_NONE;
+    net->chars =
+        cfg->char_dim > 0 ? at_input(g, "chars", AT_I64, AT_SHAPE(B, T, AT_CHAR_WIDTH)) : AT_NONE;
     net->training = at_input(g, "training", AT_BOOL, AT_SCALAR);
     net->slots = at_input(g, "slot_labels", AT_I64, AT_SHAPE(B, T));
     net->intents = at_input(g, "intent_labels", AT_I64, AT_SHAPE(B));
@@ -121,9 +120,9 @@ at_status nlu_build(at_graph *g, const at_nlu_config *cfg, const nlu_sizes *sz, 
     c.mask = net->mask;
     const int64_t last = 2, mid = 1;
     c.mask3 = at_unsqueeze(g, net->mask, 1, &last);
-    c.kbias = at_unsqueeze(g, at_mul(g, at_sub(g, net->mask, at_const_f32(g, 1.0f)),
-                                     at_const_f32(g, -NLU_MASK_NEG)),
-                           1, &mid);
+    c.kbias = at_unsqueeze(
+        g, at_mul(g, at_sub(g, net->mask, at_const_f32(g, 1.0f)), at_const_f32(g, -NLU_MASK_NEG)),
+        1, &mid);
 
     net->n_layers = cfg->layers;
     at_val h_last = nlu_encoder(&c, net->tokens, net->lengths, net->chars, net->h);
@@ -152,7 +151,8 @@ at_status nlu_build(at_graph *g, const at_nlu_config *cfg, const nlu_sizes *sz, 
         st = build_step(g, cfg, net, AT_NLU_STEP_P1, p->loss_main, extra);
         if (!st) st = build_step(g, cfg, net, AT_NLU_STEP_P2, p->loss_main, M_ENC | M_DEC | extra);
     }
-    if (!st && cfg->adv == AT_NLU_ADV_GAN) st = build_step(g, cfg, net, AT_NLU_STEP_D, p->loss_d, M_D);
+    if (!st && cfg->adv == AT_NLU_ADV_GAN)
+        st = build_step(g, cfg, net, AT_NLU_STEP_D, p->loss_d, M_D);
     return st;
 }
 

@@ -14,7 +14,9 @@ static uint64_t next_u64(uint64_t *s) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
-static double uniform01(uint64_t *s) { return ((next_u64(s) >> 11) + 0.5) / 9007199254740992.0; }
+static double uniform01(uint64_t *s) {
+    return ((next_u64(s) >> 11) + 0.5) / 9007199254740992.0;
+}
 static double normal(uint64_t *s) {
     double u = uniform01(s), v = uniform01(s);
     return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
@@ -30,13 +32,23 @@ static void fill(nlu_ctx *c, float *d, const at_shape *s, nlu_init init) {
                                        : 0;
     for (int64_t i = 0; i < n; i++) {
         switch (init) {
-        case NLU_INIT_ZERO: d[i] = 0; break;
-        case NLU_INIT_ONE: d[i] = 1; break;
+        case NLU_INIT_ZERO:
+            d[i] = 0;
+            break;
+        case NLU_INIT_ONE:
+            d[i] = 1;
+            break;
         case NLU_INIT_XAVIER:
         case NLU_INIT_LSTM:
-        case NLU_INIT_CONV: d[i] = (float)(a * (2 * uniform01(&c->rng) - 1)); break;
-        case NLU_INIT_EMBED: d[i] = (float)(0.1 * normal(&c->rng)); break;
-        case NLU_INIT_SMALL: d[i] = (float)(0.02 * normal(&c->rng)); break;
+        case NLU_INIT_CONV:
+            d[i] = (float)(a * (2 * uniform01(&c->rng) - 1));
+            break;
+        case NLU_INIT_EMBED:
+            d[i] = (float)(0.1 * normal(&c->rng));
+            break;
+        case NLU_INIT_SMALL:
+            d[i] = (float)(0.02 * normal(&c->rng));
+            break;
         }
     }
 }

@@ -1,5 +1,5 @@
 /* The losses of DESIGN.md section 6:
- *   L_task = CE(intent) + mean over labelled tokens of CE(slot)   (NLU_IGNORE skipped)
+ *   L_task = CE(intent) + mean over labelled tokens of CE(slot)   (AT_IGNORE_INDEX skipped)
  *   L_D    = BCE(D(real), 1) + BCE(D(fake), 0)                   (real: labelled sentences)
  *   L_adv  = BCE(D(fake), 1)                                     (non-saturating)
  *   L_reg  = beta * mean over real tokens of (s - 1)^2, or |s - 1| (L1)
@@ -9,11 +9,11 @@
 at_val nlu_task_loss(nlu_ctx *c, const nlu_heads *h, at_val slots, at_val intents) {
     at_graph *g = c->g;
     const int64_t rows[2] = {-1, c->n_slots}, flat[1] = {-1};
-    at_val li = at_softmax_cross_entropy(g, h->intent_logits, intents, AT_NONE, "mean",
-                                         NLU_IGNORE);
-    at_val ls = at_softmax_cross_entropy(g, at_reshape(g, h->slot_logits, 2, rows),
-                                         at_reshape(g, slots, 1, flat), AT_NONE, "mean",
-                                         NLU_IGNORE);
+    at_val li =
+        at_softmax_cross_entropy(g, h->intent_logits, intents, AT_NONE, "mean", AT_IGNORE_INDEX);
+    at_val ls =
+        at_softmax_cross_entropy(g, at_reshape(g, h->slot_logits, 2, rows),
+                                 at_reshape(g, slots, 1, flat), AT_NONE, "mean", AT_IGNORE_INDEX);
     return at_add(g, li, ls);
 }
 
@@ -54,8 +54,8 @@ static at_val real_labels(nlu_ctx *c, at_val labels, int64_t n) {
     return at_add(g, at_mul(g, oh, at_const_f32(g, 1.0f - eps)), at_const_f32(g, eps / (float)n));
 }
 
-void nlu_adversarial(nlu_ctx *c, at_val r_entity, const nlu_heads *h, at_val slots,
-                     at_val intents, at_val grl_lambda, nlu_adv *out) {
+void nlu_adversarial(nlu_ctx *c, at_val r_entity, const nlu_heads *h, at_val slots, at_val intents,
+                     at_val grl_lambda, nlu_adv *out) {
     at_graph *g = c->g;
     at_val fake_s = fake_labels(c, h->slot_logits), fake_i = fake_labels(c, h->intent_logits);
     at_val r = r_entity;
@@ -68,8 +68,8 @@ void nlu_adversarial(nlu_ctx *c, at_val r_entity, const nlu_heads *h, at_val slo
                                     real_labels(c, intents, c->n_intents));
     out->d_fake = nlu_discriminator(c, r, fake_s, fake_i);
     /* Only labelled sentences have a real labelling; every sentence has a fake one. */
-    at_val labelled = at_cast(
-        g, at_not(g, at_equal(g, intents, at_const_i64(g, NLU_IGNORE))), AT_F32);
+    at_val labelled =
+        at_cast(g, at_not(g, at_equal(g, intents, at_const_i64(g, AT_IGNORE_INDEX))), AT_F32);
     at_val real = nlu_weighted_mean(c, at_mul(g, labelled, nlu_softplus(c, at_neg(g, out->d_real))),
                                     labelled);
     at_val fake = at_reduce_mean(g, nlu_softplus(c, out->d_fake), 0, NULL, 0);

@@ -7,9 +7,6 @@
 #include "attune/session.h"
 #include "models/nlu_model.h"
 
-_Static_assert(NLU_IGNORE == AT_IGNORE_INDEX, "NLU_IGNORE");
-_Static_assert(NLU_CHAR_WIDTH == AT_CHAR_WIDTH, "NLU_CHAR_WIDTH");
-
 struct at_nlu_model {
     at_nlu_config cfg;
     at_nlu_vocab vocab;
@@ -60,8 +57,7 @@ at_status at_nlu_model_new(at_nlu_model **out, const at_nlu_config *cfg, at_nlu_
     m->g = at_graph_new();
     st = m->g ? nlu_build(m->g, cfg, &sz, &m->net) : AT_E_NOMEM;
     if (st) {
-        at_err_set(e, st, "building the model: %s",
-                   m->g ? at_graph_error(m->g) : "out of memory");
+        at_err_set(e, st, "building the model: %s", m->g ? at_graph_error(m->g) : "out of memory");
     } else {
         st = set_meta(m, e);
     }
@@ -94,10 +90,18 @@ void at_nlu_model_free(at_nlu_model *m) {
     free(m);
 }
 
-const at_nlu_config *at_nlu_model_config(const at_nlu_model *m) { return &m->cfg; }
-const at_nlu_vocab *at_nlu_model_vocab(const at_nlu_model *m) { return &m->vocab; }
-at_graph *at_nlu_model_graph(at_nlu_model *m) { return m->g; }
-const at_nlu_net *at_nlu_model_net(const at_nlu_model *m) { return &m->net; }
+const at_nlu_config *at_nlu_model_config(const at_nlu_model *m) {
+    return &m->cfg;
+}
+const at_nlu_vocab *at_nlu_model_vocab(const at_nlu_model *m) {
+    return &m->vocab;
+}
+at_graph *at_nlu_model_graph(at_nlu_model *m) {
+    return m->g;
+}
+const at_nlu_net *at_nlu_model_net(const at_nlu_model *m) {
+    return &m->net;
+}
 
 int64_t at_nlu_model_num_params(const at_nlu_model *m, uint32_t group_mask) {
     at_val dummy;
@@ -130,11 +134,13 @@ at_session *at_nlu_model_session(at_nlu_model *m, at_err *e) {
 
 at_status nlu_model_params_changed(at_nlu_model *m, at_err *e) {
     if (!m->sess || m->sess_opts.device == AT_DEVICE_CPU) return AT_OK;
+    uint64_t step = at_session_step(m->sess);
     at_session_free(m->sess);
     m->sess = at_session_new(m->g, &m->sess_opts, e);
-    return m->sess ? AT_OK : (e && e->code ? e->code : AT_E_DEVICE);
+    if (!m->sess) return e && e->code ? e->code : AT_E_DEVICE;
+    at_session_set_step(m->sess, step); /* the dropout stream goes on */
+    return AT_OK;
 }
-
 
 /* Copies every parameter (and with state, every optimizer state value) of m from src by
  * name; shapes must match. A model file has no discriminator (inference does not need it):
@@ -146,8 +152,7 @@ static at_status copy_values(at_nlu_model *m, const at_graph *src, bool state, c
         if (k != AT_VALUE_PARAM && !(state && k == AT_VALUE_STATE)) continue;
         const char *name = at_value_name(m->g, v);
         at_val q = at_graph_find(src, name);
-        if (q == AT_NONE && !state && at_value_group(m->g, v) == AT_NLU_G_DISCRIMINATOR)
-            continue;
+        if (q == AT_NONE && !state && at_value_group(m->g, v) == AT_NLU_G_DISCRIMINATOR) continue;
         at_shape a = at_value_shape(m->g, v), b;
         if (q != AT_NONE) b = at_value_shape(src, q);
         if (q == AT_NONE || !at_value_data(src, q) || !at_shape_equal(&a, &b) ||
@@ -168,8 +173,8 @@ static at_status from_graph(at_nlu_model **out, const at_graph *src, bool state,
     at_vocab **slot[4] = {&v.words, &v.chars, &v.slots, &v.intents};
     const char *text = at_graph_meta(src, META_CONFIG);
     at_status st = text ? at_nlu_config_from_string(&cfg, text, e)
-                        : at_err_set(e, AT_E_FORMAT, "%s: not an NLU model (no %s metadata)",
-                                     path, META_CONFIG);
+                        : at_err_set(e, AT_E_FORMAT, "%s: not an NLU model (no %s metadata)", path,
+                                     META_CONFIG);
     for (int i = 0; i < 4 && !st; i++) {
         text = at_graph_meta(src, meta_vocab_keys[i]);
         if (!text && i == 1) continue; /* characters are optional */
@@ -198,8 +203,8 @@ at_status at_nlu_save(at_nlu_model *m, const char *path, at_err *e) {
     return st ? st : at_model_save(m->g, path, e);
 }
 
-at_status at_nlu_checkpoint_save(at_nlu_model *m, const at_checkpoint_info *info,
-                                 const char *path, at_err *e) {
+at_status at_nlu_checkpoint_save(at_nlu_model *m, const at_checkpoint_info *info, const char *path,
+                                 at_err *e) {
     at_status st = sync(m, path, e);
     return st ? st : at_checkpoint_save(m->g, info, path, e);
 }

@@ -46,7 +46,7 @@ at_val nlu_dropout(nlu_ctx *c, at_val x);
 /* BCE with logits: softplus(-x) for target 1, softplus(x) for target 0. */
 at_val nlu_softplus(nlu_ctx *c, at_val x);
 /* Cast(Equal(Unsqueeze(labels, -1), 0..n-1)): one-hot float rows, zero rows where a label is
- * outside [0, n) (NLU_IGNORE). */
+ * outside [0, n) (AT_IGNORE_INDEX). */
 at_val nlu_one_hot(nlu_ctx *c, at_val labels, int64_t n);
 /* The one-hot of each row's largest entry of probs (never differentiated). */
 at_val nlu_hard_one_hot(nlu_ctx *c, at_val probs);
@@ -87,7 +87,7 @@ typedef struct nlu_adv {
 } nlu_adv;
 /* D on gold (real) and predicted (fake) labellings of r_entity; grl_lambda != AT_NONE puts
  * D's inputs behind a GradientReversal layer. Real counts labelled sentences only. */
-void nlu_adversarial(nlu_ctx *c, at_val r_entity, const nlu_heads *h, at_val slots,
-                     at_val intents, at_val grl_lambda, nlu_adv *out);
+void nlu_adversarial(nlu_ctx *c, at_val r_entity, const nlu_heads *h, at_val slots, at_val intents,
+                     at_val grl_lambda, nlu_adv *out);
 
 #endif

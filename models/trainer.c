@@ -132,8 +132,8 @@ static at_status eval_loop(at_nlu_model *m, const at_split *s, bool want_attn, e
     if (!st) st = at_batch_alloc(&raw, bs, T, cfg->char_dim ? AT_CHAR_WIDTH : 0, e);
     if (!st) st = at_batch_alloc(&f.b, bs, T, cfg->char_dim ? AT_CHAR_WIDTH : 0, e);
     const at_nlu_path *p = n->eval;
-    at_val fetch[6] = {p->intent_logits, p->slot_logits, p->attn_intent, p->attn_entity,
-                       p->s_intent, p->s_entity};
+    at_val fetch[6] = {p->intent_logits, p->slot_logits, p->attn_intent,
+                       p->attn_entity,   p->s_intent,    p->s_entity};
     int n_fetch = !want_attn ? 2 : p->s_intent != AT_NONE ? 6 : 4;
     for (int64_t k = 0; !st && k < ep.n_batches; k++) {
         int64_t *idx = ep.order + ep.start[k], cnt = ep.start[k + 1] - ep.start[k];
@@ -252,8 +252,7 @@ at_status at_nlu_predict(at_nlu_model *m, at_split *split, at_nlu_pred **out, at
     return AT_OK;
 }
 
-at_status at_nlu_predict_text(at_nlu_model *m, const char *sentence, at_nlu_pred *out,
-                              at_err *e) {
+at_status at_nlu_predict_text(at_nlu_model *m, const char *sentence, at_nlu_pred *out, at_err *e) {
     memset(out, 0, sizeof *out);
     at_split *s = NULL;
     at_status st = at_dataset_sentences_text(&s, sentence, "sentence", e);
@@ -300,8 +299,10 @@ static void snap_copy(snapshot *s, at_graph *g, bool save) {
         at_shape sh = at_value_shape(g, s->p[i]);
         size_t n = (size_t)at_shape_numel(&sh);
         float *v = at_value_data(g, s->p[i]);
-        if (save) memcpy(d, v, n * sizeof *d);
-        else memcpy(v, d, n * sizeof *d);
+        if (save)
+            memcpy(d, v, n * sizeof *d);
+        else
+            memcpy(v, d, n * sizeof *d);
         d += n;
     }
     if (save) s->have = true;
@@ -309,10 +310,10 @@ static void snap_copy(snapshot *s, at_graph *g, bool save) {
 
 /* Is a better than b under the selection rule? */
 static bool better(at_nlu_select sel, const at_metrics_summary *a, const at_metrics_summary *b) {
-    double ka = sel == AT_NLU_SELECT_SLOT_F1 ? a->slots.f1
+    double ka = sel == AT_NLU_SELECT_SLOT_F1  ? a->slots.f1
                 : sel == AT_NLU_SELECT_INTENT ? a->intent_acc
                                               : a->sentence_acc;
-    double kb = sel == AT_NLU_SELECT_SLOT_F1 ? b->slots.f1
+    double kb = sel == AT_NLU_SELECT_SLOT_F1  ? b->slots.f1
                 : sel == AT_NLU_SELECT_INTENT ? b->intent_acc
                                               : b->sentence_acc;
     if (ka != kb) return ka > kb;
@@ -494,8 +495,8 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
             tr->res->steps++;
             if (tr->o->max_seconds > 0 && now_s() - tr->t0 > tr->o->max_seconds) tr->stop = true;
             if (tr->o->progress) {
-                at_nlu_progress pr = progress_of(tr, phase, epoch, k + 1, ep.n_batches, &acc,
-                                                 lambda);
+                at_nlu_progress pr =
+                    progress_of(tr, phase, epoch, k + 1, ep.n_batches, &acc, lambda);
                 if (!tr->o->progress(&pr, tr->o->user)) tr->stop = true;
             }
         }
@@ -540,8 +541,11 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
 /* Restores the best parameters into the graph (and the session, on a device). */
 static at_status restore_best(trainer *tr, at_err *e) {
     if (!tr->have_best) return AT_OK;
+    at_session_sync(tr->sess);
     snap_copy(&tr->best, at_nlu_model_graph(tr->m), false);
-    return nlu_model_params_changed(tr->m, e);
+    at_status st = nlu_model_params_changed(tr->m, e);
+    tr->sess = at_nlu_model_session(tr->m, e);
+    return st;
 }
 
 at_status at_nlu_train(at_nlu_model *m, at_split *train, at_split *valid, at_split *unlabelled,
@@ -554,8 +558,14 @@ at_status at_nlu_train(at_nlu_model *m, at_split *train, at_split *valid, at_spl
     res->best_phase = -1;
     res->last_loss_d = NAN;
     const at_nlu_config *cfg = at_nlu_model_config(m);
-    trainer tr = {.m = m, .cfg = cfg, .net = at_nlu_model_net(m), .o = opts, .train = train,
-                  .valid = valid, .res = res, .t0 = now_s()};
+    trainer tr = {.m = m,
+                  .cfg = cfg,
+                  .net = at_nlu_model_net(m),
+                  .o = opts,
+                  .train = train,
+                  .valid = valid,
+                  .res = res,
+                  .t0 = now_s()};
     at_status st = encode(m, train, e);
     if (!st) st = at_split_label_fraction(train, cfg->label_fraction, cfg->seed, e);
     if (!st && valid) st = encode(m, valid, e);

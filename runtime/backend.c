@@ -4,7 +4,9 @@
 
 #ifndef ATTUNE_HAVE_CUDA
 
-const at_backend_ops *at_cuda_backend(void) { return NULL; }
+const at_backend_ops *at_cuda_backend(void) {
+    return NULL;
+}
 
 at_kernel_fn at_cuda_kernel_for(int op) {
     (void)op;

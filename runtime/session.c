@@ -341,7 +341,9 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
 
 #define DEV_ALIGN 256
 
-static size_t dev_align(size_t n) { return (n + DEV_ALIGN - 1) / DEV_ALIGN * DEV_ALIGN; }
+static size_t dev_align(size_t n) {
+    return (n + DEV_ALIGN - 1) / DEV_ALIGN * DEV_ALIGN;
+}
 
 typedef struct dev_plan {
     const at_plan *plan;
@@ -397,8 +399,15 @@ static at_status dev_mirror_new(at_session *s, at_err *err) {
         size_t bytes = (size_t)n * at_dtype_size(r->dtype);
         at_status st = d->be->alloc(d->st, bytes, &d->mirror[v], err);
         if (st != AT_OK) return st;
-        if (bytes && r->data && (st = d->be->upload(d->st, d->mirror[v], r->data, bytes, err)))
-            return st;
+        if (bytes) {
+            /* A buffer the graph never filled reads as zeros, as on the CPU. */
+            void *zeros = r->data ? NULL : calloc(bytes, 1);
+            if (!r->data && !zeros) return at_err_set(err, AT_E_NOMEM, "out of memory");
+            st = d->be->upload(d->st, d->mirror[v], r->data ? r->data : zeros, bytes, err);
+            if (st == AT_OK && zeros) st = d->be->sync(d->st, err);
+            free(zeros);
+            if (st != AT_OK) return st;
+        }
         d->persistent_bytes += bytes;
         any = true;
     }
@@ -453,6 +462,7 @@ static at_status dev_sync(at_session *s) {
     dev_side *d = s->dev;
     const at_graph *g = s->g;
     at_err e;
+    if (d->be->sync(d->st, &e) != AT_OK) return sfail(s, e.code, "at_session_sync: %s", e.msg);
     for (int v = 0; v < d->n_mirror && v < g->n_vals; v++) {
         const at_value_rec *r = &g->vals[v];
         if (!d->mirror[v] || !r->data || (r->kind != AT_VALUE_PARAM && r->kind != AT_VALUE_STATE))
@@ -503,10 +513,14 @@ static at_status dev_reserve(at_session *s, void **buf, size_t *cap, size_t byte
 static const void *dev_host_view(const at_session *s, const at_plan *p, at_val v) {
     if (v == AT_NONE) return NULL;
     switch (p->loc[v]) {
-    case AT_LOC_FOLDED: return p->folded[v];
-    case AT_LOC_GRAPH: return s->g->vals[v].kind == AT_VALUE_CONST ? s->g->vals[v].data : NULL;
-    case AT_LOC_FEED: return s->dev->host[v];
-    default: return NULL;
+    case AT_LOC_FOLDED:
+        return p->folded[v];
+    case AT_LOC_GRAPH:
+        return s->g->vals[v].kind == AT_VALUE_CONST ? s->g->vals[v].data : NULL;
+    case AT_LOC_FEED:
+        return s->dev->host[v];
+    default:
+        return NULL;
     }
 }
 
@@ -561,7 +575,8 @@ static at_status dev_plan_for(at_session *s, const at_plan *p, dev_plan **out) {
         /* Feeds change from run to run: a plan's scratch must not depend on them. */
         for (int k = 0; k < n->n_in; k++) {
             at_val u = n->in[k];
-            d->host_in[k] = u == AT_NONE || p->loc[u] == AT_LOC_FEED ? NULL : dev_host_view(s, p, u);
+            d->host_in[k] =
+                u == AT_NONE || p->loc[u] == AT_LOC_FEED ? NULL : dev_host_view(s, p, u);
         }
         at_kernel_ctx k;
         memset(&k, 0, sizeof k);
@@ -613,7 +628,8 @@ static at_status dev_run(at_session *s, at_plan *p, const at_feed *feeds, int n_
     const at_graph *g = s->g;
     at_err e;
     at_status st;
-    /* A failed run may have left copies from the staging buffer in flight. */
+    /* Makes the device current on this thread; a failed run may also have left copies from the
+     * staging buffer in flight. */
     if ((st = d->be->sync(d->st, &e)) != AT_OK) return sfail(s, st, "%s", e.msg);
     if ((st = dev_mirror_new(s, &e)) != AT_OK) return sfail(s, st, "%s", e.msg);
     if (grow((void **)&s->ptr, &s->ptr_cap, g->n_vals + 1, sizeof(void *)) ||
@@ -672,12 +688,18 @@ static at_status dev_run(at_session *s, at_plan *p, const at_feed *feeds, int n_
                 return sfail(s, AT_E_INTERNAL, "'%s' has no device copy", g->vals[root].name);
             break;
         }
-        case AT_LOC_ARENA: s->ptr[v] = (char *)d->arena + p->offset[v]; break;
-        case AT_LOC_FOLDED: s->ptr[v] = (char *)dp->folded + dp->fold_off[v]; break;
+        case AT_LOC_ARENA:
+            s->ptr[v] = (char *)d->arena + p->offset[v];
+            break;
+        case AT_LOC_FOLDED:
+            s->ptr[v] = (char *)dp->folded + dp->fold_off[v];
+            break;
         case AT_LOC_FEED:
             s->ptr[v] = d->feed_off[v] >= 0 ? (char *)d->feeds + d->feed_off[v] : NULL;
             break;
-        default: s->ptr[v] = NULL; break;
+        default:
+            s->ptr[v] = NULL;
+            break;
         }
     }
 

@@ -143,10 +143,140 @@ expect 2 "$T/bad/train/seq.out:2" build --data "$T/bad" -o "$T/m.onnx"
 expect 2 "$T/bad/train/seq.out:2" train --data "$T/bad" -o "$T/t.onnx"
 expect 2 "the folder /nonexistent does not exist" build $D -o /nonexistent/m.onnx
 
-# ---- the model commands, until the model library is wired in ----
-expect 1 "not built yet" build $D -o "$T/m.onnx"
-expect 1 "not built yet" bench --train --batch 4 --seq 8
-expect 1 "not built yet" train $D -o "$T/t.onnx" --epochs0 1 --phases 0
+# ---- the model commands ----
+# A tiny model (one bilstm layer, G and D on) trained for a few steps: enough to check every
+# command's outputs, exit codes and files, not accuracy (tests/test_nlu_train.c does that).
+TINY="--kind bilstm --layers 1 --emb 16 --dim 32 --attn-size 16 --gen-dim 16 --gen-heads 2
+      --disc-channels 8 --disc-hidden 8"
+# is_svg FILE: a well-formed SVG document.
+is_svg() {
+    if command -v xmllint >/dev/null 2>&1; then
+        xmllint --noout "$1" 2>/dev/null && grep -q '<svg ' "$1"
+    else
+        head -c 200 "$1" | grep -q '<?xml' && grep -q '<svg ' "$1" && tail -n 1 "$1" | grep -q '</svg>'
+    fi
+}
+# json_check FILE PYTHON-EXPRESSION: every line of FILE is a JSON object for which the
+# expression (over `d`, the object) is true. Without python3, only the braces are checked.
+json_check() {
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c '
+import json, sys
+lines = [l for l in open(sys.argv[1]) if l.strip()]
+assert lines, "no lines"
+for l in lines:
+    d = json.loads(l)
+    assert eval(sys.argv[2]), (sys.argv[2], l[:300])
+' "$1" "$2"
+    else
+        grep -q '^{.*}$' "$1"
+    fi
+}
+# json_ok NAME FILE EXPR: json_check counted as one test.
+json_ok() {
+    if json_check "$2" "$3" 2>"$T/json_err"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL: $1: $(tail -n 1 "$T/json_err")" >&2
+    fi
+}
+ok_if() { # ok_if NAME COMMAND...: the command succeeds.
+    local name=$1
+    shift
+    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name" >&2; fi
+}
+
+# build
+expect 0 "wrote $T/m.onnx: bilstm x1 d=32, G on" build $D $TINY -o "$T/m.onnx"
+expect 0 "G off, attention additive/additive, adversarial none" build $D $TINY --preset baseline \
+    -o "$T/base.onnx"
+expect 0 "" inspect "$T/m.onnx" --summary
+out_has "attune.nlu.config"
+
+# train: every phase, JSON lines, a plot, checkpoints at each epoch's end and every 4 steps
+TRAIN="--epochs0 2 --epochs1 1 --epochs2 1 --max-steps 8 --threads 1 --progress lines"
+expect 0 "wrote $T/t.onnx" train "$T/m.onnx" $D -o "$T/t.onnx" $TRAIN --metrics "$T/m.jsonl" \
+    --plot "$T/curves.svg" --checkpoint-dir "$T/ck" --checkpoint-every 4
+out_has "best on valid: phase"
+grep -q '^phase 2 epoch 1/1 .*valid intent' "$T/err" && passed=$((passed + 1)) ||
+    fail "train printed no epoch line for phase 2"
+json_ok "train --metrics" "$T/m.jsonl" \
+    '"valid_slot_f1" in d and "loss_task" in d and d["phase"] in (0, 1, 2)'
+[ "$(wc -l <"$T/m.jsonl")" -eq 3 ] && passed=$((passed + 1)) || fail "3 JSON lines (one an epoch)"
+ok_if "train --plot writes an SVG" is_svg "$T/curves.svg"
+ok_if "epoch-end checkpoints" test -f "$T/ck/phase0-epoch001.ckpt.onnx" -a \
+    -f "$T/ck/phase2-epoch001.ckpt.onnx"
+ok_if "step checkpoints" test -f "$T/ck/phase0-epoch001-step000004.ckpt.onnx"
+# resume: the phase-0 epoch budget (2) has one epoch left after the checkpoint
+expect 0 "wrote $T/r.onnx" train "$T/m.onnx" $D -o "$T/r.onnx" $TRAIN --metrics "$T/m.jsonl" \
+    --resume "$T/ck/phase0-epoch001.ckpt.onnx"
+out_has "epochs: phase 0 1, phase 1 1, phase 2 1"
+grep -q "resuming $T/ck/phase0-epoch001.ckpt.onnx: phase 0 after 1 epoch" "$T/err" &&
+    passed=$((passed + 1)) || fail "resume names the checkpoint and its position"
+[ "$(wc -l <"$T/m.jsonl")" -eq 6 ] && passed=$((passed + 1)) || fail "--metrics appends on resume"
+expect 0 "epochs: phase 0 0, phase 1 1, phase 2 1" train $D -o "$T/r2.onnx" $TRAIN \
+    --resume "$T/ck/phase1-epoch001-step000004.ckpt.onnx"
+expect 2 "--resume $T/nope.ckpt: No such file or directory" train $D -o "$T/r3.onnx" \
+    --resume "$T/nope.ckpt"
+expect 2 "not a checkpoint" train $D -o "$T/r3.onnx" --resume "$T/m.onnx"
+# train builds the model itself from model options; training options override a model's
+expect 0 "wrote $T/own.onnx" train $D $TINY --preset baseline --epochs0 1 --max-steps 3 \
+    --threads 1 --progress none -o "$T/own.onnx"
+expect 2 "--lr: 11 is out of range" train "$T/m.onnx" $D --lr 11
+expect 2 "a sentence has 17 tokens, more than the model's max_positions 4" train $D -o "$T/mp.onnx" --kind transformer --layers 1 --emb 8 \
+    --dim 8 --heads 2 --gen-dim 8 --gen-heads 2 --max-positions 4 --max-steps 1
+
+# eval: the table, and one JSON line
+expect 0 "intent accuracy" eval "$T/t.onnx" --data "$SAMPLE/test"
+out_has "FB1"
+expect 0 "" eval "$T/t.onnx" --data "$SAMPLE" --split valid --json
+json_ok "eval --json" "$T/out" \
+    'all(k in d for k in ("intent_acc", "slot_f1", "sentence_acc", "sentences", "types")) and d["sentences"] == 200 and 0 <= d["slot_f1"] <= 100'
+mkdir -p "$T/badtest"
+printf 'play some jazz\nwake me up\n' >"$T/badtest/seq.in"
+printf 'O O B-genre\nO O\n' >"$T/badtest/seq.out"
+printf 'play_music\nset_alarm\n' >"$T/badtest/label"
+expect 2 "$T/badtest/seq.out:2" eval "$T/t.onnx" --data "$T/badtest"
+expect 2 "$SAMPLE/nope: no such folder" eval "$T/t.onnx" --data "$SAMPLE" --split nope
+
+# predict: JSON lines, attention, heatmap, stdin
+expect 0 '"intent":' predict "$T/t.onnx" "book a table for two" "wake me up at seven"
+[ "$(wc -l <"$T/out")" -eq 2 ] && passed=$((passed + 1)) || fail "predict: one line a sentence"
+json_ok "predict JSON" "$T/out" \
+    'isinstance(d["intent"], str) and 0 <= d["prob"] <= 1 and isinstance(d["slots"], list) and all(set(s) == {"type", "text", "start", "end"} for s in d["slots"])'
+expect 0 '"attention":' predict "$T/t.onnx" --attention --heatmap "$T/heat.svg" \
+    "book a table for two at seven"
+json_ok "predict --attention" "$T/out" \
+    'len(d["attention"]["intent"]) == 7 and len(d["attention"]["entity"]) == 7 and all(len(r) == 7 for r in d["attention"]["entity"]) and len(d["s"]["intent_mean"]) == 7 and len(d["s"]["entity_mean"]) == 7 and len(d["tokens"]) == 7 and abs(sum(d["attention"]["intent"]) - 1) < 1e-3'
+ok_if "predict --heatmap writes an SVG" is_svg "$T/heat.svg"
+expect 0 '"s":{"d":32' predict "$T/t.onnx" --attention-full "play jazz"
+json_ok "predict --attention-full" "$T/out" 'len(d["s"]["intent"]) == 2 and len(d["s"]["intent"][0]) == 32'
+expect 0 '"s":null' predict "$T/base.onnx" --attention "play jazz"
+printf 'play some jazz\n\n  \nwake me up at seven\n' | "$A" predict "$T/t.onnx" >"$T/out" 2>"$T/err"
+[ $? -eq 0 ] && [ "$(wc -l <"$T/out")" -eq 2 ] && passed=$((passed + 1)) ||
+    fail "predict from stdin: one line a non-blank line"
+printf 'play jazz\nplay \377 jazz\n' | "$A" predict "$T/t.onnx" >"$T/out" 2>"$T/err"
+[ $? -eq 2 ] && grep -q '^attune: predict: stdin:2: invalid UTF-8' "$T/err" &&
+    passed=$((passed + 1)) || fail "predict names the bad line of stdin"
+"$A" predict "$T/t.onnx" --device cuda "play jazz" >"$T/out" 2>"$T/err"
+rc=$?
+if [ $rc -ne 0 ]; then
+    [ $rc -eq 1 ] && grep -q '^attune: predict: --device cuda: ' "$T/err" &&
+        passed=$((passed + 1)) || fail "--device cuda without CUDA: exit 1 and a message"
+fi
+expect 0 "" build $D -o "$T/tr.onnx" --kind transformer --layers 1 --emb 8 --dim 8 --heads 2 \
+    --gen-dim 8 --gen-heads 2 --max-positions 4
+expect 2 "max_positions 4" predict "$T/tr.onnx" "book a table for two people"
+
+# bench: one JSON line
+expect 0 '"ms_per_step_median":' bench --train --batch 4 --seq 8 $TINY --warmup 1 --steps 2 \
+    --threads 1
+json_ok "bench --train" "$T/out" \
+    'd["ms_per_step_median"] > 0 and d["ms_per_step_min"] > 0 and d["peak_rss_mb"] > 0'
+expect 0 '"ms_per_sentence_median":' bench --infer --seq 8 $TINY --warmup 1 --steps 3 --threads 1
+json_ok "bench --infer" "$T/out" 'd["ms_per_sentence_median"] > 0 and d["peak_rss_mb"] > 0'
+expect 2 "--seq 200 is longer than --max-positions 128" bench --seq 200
 
 # ---- run and inspect on a graph made with Python's onnx ----
 if python3 -c 'import onnx, numpy' 2>/dev/null; then
@@ -275,9 +405,9 @@ assert c.dtype == np.float32 and np.array_equal(c, d), c
     expect 0 "" inspect g.onnx --dot -o "$T/g.dot"
     grep -q '^digraph' "$T/g.dot" && passed=$((passed + 1)) || fail "inspect -o wrote no DOT"
 
-    # The model commands check a model file before saying they are not built.
-    expect 1 "not built yet" eval g.onnx $D
-    expect 1 "not built yet" predict g.onnx "book a table for two"
+    # The model commands want NLU model files.
+    expect 2 "g.onnx: not an NLU model" eval g.onnx $D
+    expect 2 "g.onnx: not an NLU model" predict g.onnx "book a table for two"
     expect 2 "sentence 2 is empty" predict g.onnx "play jazz" "  "
     expect 2 "model options apply when train builds the model" train g.onnx $D -o "$T/t.onnx" \
         --layers 3

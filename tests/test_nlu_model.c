@@ -102,8 +102,7 @@ static const float *run1(at_nlu_model *m, batch *bt, at_val v, at_tensor *t) {
     int nf = feeds(at_nlu_model_net(m), bt, f);
     at_session *s = at_nlu_model_session(m, NULL);
     at_status st = at_session_run(s, f, nf, &v, 1, t, NULL, 0);
-    CHECK(st == AT_OK, "run %s: %s", at_value_name(at_nlu_model_graph(m), v),
-          at_session_error(s));
+    CHECK(st == AT_OK, "run %s: %s", at_value_name(at_nlu_model_graph(m), v), at_session_error(s));
     return st == AT_OK ? t->data : NULL;
 }
 
@@ -125,8 +124,7 @@ static void check_path(at_nlu_model *m, batch *bt, const at_nlu_path *p, const c
     if (run1(m, bt, p->intent_logits, &t))
         CHECK(shape_is(&t, 2, B, ni, 0), "%s: intent logits [%lld,%lld]", what, (long long)B,
               (long long)ni);
-    if (run1(m, bt, p->slot_logits, &t))
-        CHECK(shape_is(&t, 3, B, T, ns), "%s: slot logits", what);
+    if (run1(m, bt, p->slot_logits, &t)) CHECK(shape_is(&t, 3, B, T, ns), "%s: slot logits", what);
     const float *w = run1(m, bt, p->attn_intent, &t);
     if (w) {
         CHECK(shape_is(&t, 2, B, T, 0), "%s: intent attention [B,T]", what);
@@ -137,8 +135,10 @@ static void check_path(at_nlu_model *m, batch *bt, const at_nlu_path *p, const c
                 sum += w[b * T + k];
                 if (k >= bt->b.lengths[b]) pad_zero &= w[b * T + k] == 0.0f;
             }
-            CHECK(fabs(sum - 1) < 1e-5 && pad_zero, "%s: intent attention row %lld: sum %g, "
-                  "padding %s", what, (long long)b, sum, pad_zero ? "zero" : "NOT zero");
+            CHECK(fabs(sum - 1) < 1e-5 && pad_zero,
+                  "%s: intent attention row %lld: sum %g, "
+                  "padding %s",
+                  what, (long long)b, sum, pad_zero ? "zero" : "NOT zero");
         }
     }
     w = run1(m, bt, p->attn_entity, &t);
@@ -185,15 +185,15 @@ static void run_steps(at_nlu_model *m, batch *bt, const char *what) {
         bt->training = false;
         CHECK(st == AT_OK, "%s: step %d: %s", what, k, at_session_error(s));
         if (st == AT_OK)
-            CHECK(t.shape.rank == 0 && isfinite(((float *)t.data)[0]), "%s: step %d loss %g",
-                  what, k, ((float *)t.data)[0]);
+            CHECK(t.shape.rank == 0 && isfinite(((float *)t.data)[0]), "%s: step %d loss %g", what,
+                  k, ((float *)t.data)[0]);
     }
 }
 
 static void test_variants(batch *bt) {
-    const at_nlu_attn_kind kinds[] = {AT_NLU_ATTN_ADDITIVE,   AT_NLU_ATTN_GENERAL,
-                                      AT_NLU_ATTN_DOT,        AT_NLU_ATTN_SCALED_DOT,
-                                      AT_NLU_ATTN_MULTIHEAD,  AT_NLU_ATTN_KEY_VALUE,
+    const at_nlu_attn_kind kinds[] = {AT_NLU_ATTN_ADDITIVE,    AT_NLU_ATTN_GENERAL,
+                                      AT_NLU_ATTN_DOT,         AT_NLU_ATTN_SCALED_DOT,
+                                      AT_NLU_ATTN_MULTIHEAD,   AT_NLU_ATTN_KEY_VALUE,
                                       AT_NLU_ATTN_NEG_DISTANCE};
     int variant = 0;
     for (int enc = 0; enc < 2; enc++)
@@ -365,8 +365,7 @@ static void test_grl_sign(batch *bt) {
            reversed);
     CHECK(fabs(fd) > 1e-4, "L_D depends on the encoder weight (fd %g)", fd);
     CHECK(reversed * fd < 0, "GRL flips the sign: %g vs %g", reversed, fd);
-    CHECK(fabs(reversed + fd) <= 0.01 * fabs(fd) + 1e-4, "GRL: -dL_D/dw %g vs %g", -fd,
-          reversed);
+    CHECK(fabs(reversed + fd) <= 0.01 * fabs(fd) + 1e-4, "GRL: -dL_D/dw %g vs %g", -fd, reversed);
     /* lambda scales it: at 0.5 half of it. */
     bt->lambda = 0.5f;
     if (run1(m, bt, u->grads[pi], &t)) {
@@ -396,8 +395,7 @@ static void test_config(void) {
     CHECK_OK(at_nlu_config_set(&c, "epochs", "4,1,2", &e));
     CHECK_OK(at_nlu_config_set(&c, "lr", "0.002", &e));
     CHECK_OK(at_nlu_config_set(&c, "seed", "18446744073709551615", &e));
-    CHECK(at_nlu_config_set(&c, "attn1", "cosine", &e) == AT_E_INVALID &&
-              strstr(e.msg, "attn1"),
+    CHECK(at_nlu_config_set(&c, "attn1", "cosine", &e) == AT_E_INVALID && strstr(e.msg, "attn1"),
           "bad value named: %s", e.msg);
     CHECK(at_nlu_config_set(&c, "colour", "blue", &e) == AT_E_INVALID && strstr(e.msg, "colour"),
           "unknown key named: %s", e.msg);

@@ -100,22 +100,22 @@ static bool train_eval(const char *dir, const at_nlu_config *cfg, FILE *metrics,
         r->seconds = now_s() - t0;
         printf("test: intent %.4f slot F1 %.4f sentence %.4f; %lld steps, best phase %d epoch "
                "%d, %.1f s\n",
-               r->test.intent_acc, r->test.slots.f1, r->test.sentence_acc,
-               (long long)r->tr.steps, r->tr.best_phase, r->tr.best_epoch, r->seconds);
+               r->test.intent_acc, r->test.slots.f1, r->test.sentence_acc, (long long)r->tr.steps,
+               r->tr.best_phase, r->tr.best_epoch, r->seconds);
         if (ok) {
             /* Prediction agrees with evaluation and carries attention weights. */
             at_nlu_pred p;
             st = at_nlu_predict_text(m, test->words[0] ? "wake me up at seven" : "", &p, &e);
-            CHECK(st == AT_OK && p.n == 5 && p.slots && p.attn_intent,
-                  "predict one sentence: %s", e.msg);
+            CHECK(st == AT_OK && p.n == 5 && p.slots && p.attn_intent, "predict one sentence: %s",
+                  e.msg);
             if (st == AT_OK) {
                 double sum = 0;
                 for (int64_t t = 0; t < p.n; t++) sum += p.attn_intent[t];
                 CHECK(fabs(sum - 1) < 1e-4, "intent attention sums to 1 (%g)", sum);
                 CHECK((p.s_intent != NULL) == cfg->use_g, "s fetched where G is on");
                 const at_nlu_vocab *v = at_nlu_model_vocab(m);
-                printf("predict 'wake me up at seven': %s (%.3f):", at_vocab_str(v->intents, p.intent),
-                       p.intent_prob);
+                printf("predict 'wake me up at seven': %s (%.3f):",
+                       at_vocab_str(v->intents, p.intent), p.intent_prob);
                 for (int64_t t = 0; t < p.n; t++) printf(" %s", at_vocab_str(v->slots, p.slots[t]));
                 printf("\n");
             }
@@ -160,18 +160,23 @@ int main(int argc, char **argv) {
         char key[128];
         const char *eq = strchr(argv[i], '=');
         if (!eq || (size_t)(eq - argv[i]) >= sizeof key) {
-            fprintf(stderr, "usage: test_nlu_train [key=value ...] [snips=DIR] [only=base|gan|snips]\n");
+            fprintf(stderr,
+                    "usage: test_nlu_train [key=value ...] [snips=DIR] [only=base|gan|snips]\n");
             return 2;
         }
         memcpy(key, argv[i], (size_t)(eq - argv[i]));
         key[eq - argv[i]] = 0;
-        if (!strcmp(key, "snips")) snprintf(snips, sizeof snips, "%s", eq + 1);
-        else if (!strcmp(key, "only")) only = eq + 1;
-        else if (!strcmp(key, "threads")) g_threads = atoi(eq + 1);
+        if (!strcmp(key, "snips"))
+            snprintf(snips, sizeof snips, "%s", eq + 1);
+        else if (!strcmp(key, "only"))
+            only = eq + 1;
+        else if (!strcmp(key, "threads"))
+            g_threads = atoi(eq + 1);
         else if (at_nlu_config_set(&cfg, key, eq + 1, &e)) {
             fprintf(stderr, "%s\n", e.msg);
             return 2;
-        } else custom = true;
+        } else
+            custom = true;
     }
     run_result r;
 
@@ -229,8 +234,7 @@ int main(int argc, char **argv) {
             while (fgets(line, sizeof line, jl)) {
                 n++;
                 with_d += strstr(line, "\"loss_d\":") != NULL;
-                CHECK(line[0] == '{' && strstr(line, "\"valid_slot_f1\":"), "JSON line: %s",
-                      line);
+                CHECK(line[0] == '{' && strstr(line, "\"valid_slot_f1\":"), "JSON line: %s", line);
             }
             CHECK(n == r.tr.epochs_run[0] + r.tr.epochs_run[1] + r.tr.epochs_run[2],
                   "one JSON line an epoch (%d)", n);

@@ -19,12 +19,6 @@
  *     at_nlu_train(m, train, valid, NULL, &opts, &res, &e);
  *     at_nlu_evaluate(m, test, metrics, NULL, &e);
  *     at_nlu_save(m, "trained.onnx", &e);
- *
- * Splits and vocabularies are dataset.h's (struct at_split, struct at_nlu_vocab). This header
- * names them by their struct tags and does not include dataset.h, because dataset.h's at_split
- * type collides with ops.h's at_split() builder: a file that calls the builders cannot include
- * dataset.h, and one that reads data should include dataset.h, graph.h, session.h and this
- * header rather than attune.h.
  */
 #ifndef ATTUNE_NLU_H
 #define ATTUNE_NLU_H
@@ -33,6 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "attune/dataset.h"
 #include "attune/graph.h"
 #include "attune/io.h"
 #include "attune/metrics.h"
@@ -42,9 +37,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-struct at_split;
-struct at_nlu_vocab;
 
 /* ------------------------------------------------------------------------------------------ */
 /* Configuration: one struct describes a variant; its text form is stored in model files. */
@@ -88,7 +80,9 @@ typedef struct at_nlu_config {
     int char_dim;      /* character embedding size; 0: no character features */
     int char_channels; /* char CNN filters (width 3), max-pooled and concatenated */
     /* generator */
-    bool use_g; /* false: G off throughout (s = 1), the ablation baseline */
+    /* false: G off throughout (s = 1). With adv none that is the ablation baseline (phase 0
+     * only); with adv gan/grl, D acts on the encoder and decoders directly. */
+    bool use_g;
     int g_dim, g_layers, g_heads;
     /* attention components and decoders */
     at_nlu_attn_kind attn1, attn2; /* first (intent) and second (entity) component */
@@ -97,15 +91,15 @@ typedef struct at_nlu_config {
     bool slot_gate;                /* Goo et al. (2018) slot gate from the intent context */
     /* discriminator and losses */
     at_nlu_adv_mode adv;
-    bool d_soft;       /* false: hard one-hot + straight-through; true: smoothed gold vs softmax */
-    int d_channels;    /* conv filters a width */
-    int d_widths[4];   /* conv kernel widths (odd), n_d_widths of them; default 3, 5 */
+    bool d_soft;     /* false: hard one-hot + straight-through; true: smoothed gold vs softmax */
+    int d_channels;  /* conv filters a width */
+    int d_widths[4]; /* conv kernel widths (odd), n_d_widths of them; default 3, 5 */
     int n_d_widths;
-    int d_hidden;      /* first FC size */
-    int d_steps;       /* gan: D steps before each combined step */
-    bool reg_l1;       /* false: L2, beta * mean((s-1)^2); true: L1 */
-    float beta;        /* L_reg weight */
-    float lambda_max;  /* lambda_p = lambda_max * (2 / (1 + exp(-gamma p)) - 1) */
+    int d_hidden;     /* first FC size */
+    int d_steps;      /* gan: D steps before each combined step */
+    bool reg_l1;      /* false: L2, beta * mean((s-1)^2); true: L1 */
+    float beta;       /* L_reg weight */
+    float lambda_max; /* lambda_p = lambda_max * (2 / (1 + exp(-gamma p)) - 1) */
     float gamma;
     /* training */
     float dropout, word_dropout;
@@ -113,8 +107,8 @@ typedef struct at_nlu_config {
     int64_t max_words;      /* cap on the word vocabulary, specials included; 0: none */
     int batch;
     float lr, weight_decay, clip;
-    int epochs[3];  /* phase 0 (base, G off), 1 (G + D, encoder/decoders frozen), 2 (joint) */
-    int patience;   /* epochs without a valid improvement before a phase stops; 0: never */
+    int epochs[3]; /* phase 0 (base, G off), 1 (G + D, encoder/decoders frozen), 2 (joint) */
+    int patience;  /* epochs without a valid improvement before a phase stops; 0: never */
     at_nlu_select select;
     float label_fraction; /* keep the labels of this fraction of the training split */
     uint64_t seed;        /* parameter init, label fraction, batch order, dropout */
@@ -142,7 +136,8 @@ at_status at_nlu_config_to_string(const at_nlu_config *c, char **out, at_err *e)
 at_status at_nlu_config_from_string(at_nlu_config *c, const char *text, at_err *e);
 const char *at_nlu_attn_name(at_nlu_attn_kind k);
 
-/* lambda_p at training progress p in [0, 1]. */
+/* lambda_p at training progress p in [0, 1]; the trainer runs p from 0 to 1 over each of the
+ * adversarial phases 1 and 2. */
 float at_nlu_lambda(const at_nlu_config *c, double p);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -157,53 +152,54 @@ enum {
 
 /* Step kinds, each an update set in the graph (absent ones have n == 0). */
 typedef enum at_nlu_step {
-    AT_NLU_STEP_BASE = 0,   /* phase 0: L_task with G off, encoder + decoders */
-    AT_NLU_STEP_P1 = 1,     /* phase 1 main step: G (+ D in grl); encoder, decoders frozen */
-    AT_NLU_STEP_P2 = 2,     /* phase 2 main step: all but D (gan), all (grl) */
-    AT_NLU_STEP_D = 3,      /* gan: L_D, D only */
+    AT_NLU_STEP_BASE = 0, /* phase 0: L_task with G off, encoder + decoders */
+    AT_NLU_STEP_P1 = 1,   /* phase 1 main step: G (+ D in grl); encoder, decoders frozen */
+    AT_NLU_STEP_P2 = 2,   /* phase 2 main step: all but D (gan), all (grl) */
+    AT_NLU_STEP_D = 3,    /* gan: L_D, D only */
     AT_NLU_STEP_COUNT = 4,
 } at_nlu_step;
 
 typedef struct at_nlu_update_set {
-    int n;          /* params updated */
-    at_val *params; /* [n] */
-    at_val *grads;  /* [n] gradients before clipping */
+    int n;           /* params updated */
+    at_val *params;  /* [n] */
+    at_val *grads;   /* [n] gradients before clipping */
     at_val *updates; /* [n] AdamW outputs: the run targets */
-    at_val loss;    /* the loss this set minimizes */
+    at_val loss;     /* the loss this set minimizes */
     at_val grad_norm;
 } at_nlu_update_set;
 
 /* One forward path: G off (s = 1) or G on. Values are AT_NONE where absent. */
 typedef struct at_nlu_path {
-    at_val s_intent, s_entity;      /* [B,T,d] */
-    at_val r_intent, r_entity;      /* [B,T,d]: H_L weighted */
-    at_val intent_logits;           /* [B, n_intents] */
-    at_val slot_logits;             /* [B, T, n_slots] */
-    at_val attn_intent;             /* [B, T] */
-    at_val attn_entity;             /* [B, T, T]: row t holds token t's weights */
-    at_val loss_task, loss_reg;     /* scalars */
-    at_val d_real, d_fake;          /* [B] D logits */
-    at_val loss_d, loss_adv;        /* scalars */
-    at_val loss_main;               /* what STEP_P1 / STEP_P2 minimize */
+    at_val s_intent, s_entity;  /* [B,T,d] */
+    at_val r_intent, r_entity;  /* [B,T,d]: H_L weighted */
+    at_val intent_logits;       /* [B, n_intents] */
+    at_val slot_logits;         /* [B, T, n_slots] */
+    at_val attn_intent;         /* [B, T] */
+    at_val attn_entity;         /* [B, T, T]: row t holds token t's weights (multi-head: the
+                                 * mean over heads) */
+    at_val loss_task, loss_reg; /* scalars */
+    at_val d_real, d_fake;      /* [B] D logits */
+    at_val loss_d, loss_adv;    /* scalars */
+    at_val loss_main;           /* what STEP_P1 / STEP_P2 minimize */
 } at_nlu_path;
 
 /* The values of the training graph, for the trainer, tests and advanced callers. */
 typedef struct at_nlu_net {
     /* inputs */
-    at_val tokens;  /* [B,T] int64 */
-    at_val mask;    /* [B,T] float32: 1 token, 0 padding */
-    at_val lengths; /* [B] int64 (bilstm; AT_NONE for the transformer) */
-    at_val chars;   /* [B,T,16] int64 (char_dim > 0) */
-    at_val slots;   /* [B,T] int64, AT_IGNORE_INDEX where unlabelled or padding */
-    at_val intents; /* [B] int64, AT_IGNORE_INDEX where unlabelled */
-    at_val lambda;  /* scalar: lambda_p (gan: weight of L_adv; grl: reversal scale) */
-    at_val lr;      /* scalar */
+    at_val tokens;   /* [B,T] int64 */
+    at_val mask;     /* [B,T] float32: 1 token, 0 padding */
+    at_val lengths;  /* [B] int64 (bilstm; AT_NONE for the transformer) */
+    at_val chars;    /* [B,T,16] int64 (char_dim > 0) */
+    at_val slots;    /* [B,T] int64, AT_IGNORE_INDEX where unlabelled or padding */
+    at_val intents;  /* [B] int64, AT_IGNORE_INDEX where unlabelled */
+    at_val lambda;   /* scalar: lambda_p (gan: weight of L_adv; grl: reversal scale) */
+    at_val lr;       /* scalar */
     at_val training; /* bool scalar: dropout on */
     /* encoder */
     int n_layers;
-    at_val h[8]; /* H_1 .. H_L, [B,T,d] */
-    at_nlu_path off; /* G off: the base system (phase 0) */
-    at_nlu_path on;  /* G on (use_g); .intent_logits == AT_NONE otherwise */
+    at_val h[8];             /* H_1 .. H_L, [B,T,d] */
+    at_nlu_path off;         /* G off: the base system (phase 0) */
+    at_nlu_path on;          /* G on (use_g); .intent_logits == AT_NONE otherwise */
     const at_nlu_path *eval; /* the path for evaluation and the model file */
     at_nlu_update_set steps[AT_NLU_STEP_COUNT];
 } at_nlu_net;
@@ -212,15 +208,15 @@ typedef struct at_nlu_model at_nlu_model;
 
 /* Builds the model for cfg and the vocabularies (taken over: *vocab is zeroed on success and
  * freed with the model). Parameters are initialized from cfg->seed. */
-at_status at_nlu_model_new(at_nlu_model **out, const at_nlu_config *cfg, struct at_nlu_vocab *vocab,
+at_status at_nlu_model_new(at_nlu_model **out, const at_nlu_config *cfg, at_nlu_vocab *vocab,
                            at_err *e);
 /* The same with vocabularies built from a training split (word_min_count applied). */
 at_status at_nlu_model_from_split(at_nlu_model **out, const at_nlu_config *cfg,
-                                  const struct at_split *train, at_err *e);
+                                  const at_split *train, at_err *e);
 void at_nlu_model_free(at_nlu_model *m);
 
 const at_nlu_config *at_nlu_model_config(const at_nlu_model *m);
-const struct at_nlu_vocab *at_nlu_model_vocab(const at_nlu_model *m);
+const at_nlu_vocab *at_nlu_model_vocab(const at_nlu_model *m);
 at_graph *at_nlu_model_graph(at_nlu_model *m);
 const at_nlu_net *at_nlu_model_net(const at_nlu_model *m);
 /* Parameters (params of trainable groups) in the model. */
@@ -242,8 +238,8 @@ at_status at_nlu_load(at_nlu_model **out, const char *path, at_err *e);
 /* A training checkpoint (io.h): the whole training graph with optimizer state and metadata;
  * loading rebuilds the model and copies every parameter and state value by name, so training
  * resumes exactly (feed info->step to at_session_set_step for the dropout stream). */
-at_status at_nlu_checkpoint_save(at_nlu_model *m, const at_checkpoint_info *info,
-                                 const char *path, at_err *e);
+at_status at_nlu_checkpoint_save(at_nlu_model *m, const at_checkpoint_info *info, const char *path,
+                                 at_err *e);
 at_status at_nlu_checkpoint_load(at_nlu_model **out, at_checkpoint_info *info, const char *path,
                                  at_err *e);
 
@@ -251,8 +247,8 @@ at_status at_nlu_checkpoint_load(at_nlu_model **out, at_checkpoint_info *info, c
 /* Training. */
 
 typedef struct at_nlu_progress {
-    int phase;          /* 0, 1, 2 */
-    int epoch, epochs;  /* 1-based epoch within the phase, the phase's epoch budget */
+    int phase;           /* 0, 1, 2 */
+    int epoch, epochs;   /* 1-based epoch within the phase, the phase's epoch budget */
     int64_t step, steps; /* 1-based step within the epoch, steps in the epoch */
     int64_t global_step;
     double elapsed_s;
@@ -271,8 +267,8 @@ typedef struct at_nlu_train_opts {
     int first_phase, last_phase; /* inclusive, default 0 .. 2; phases with no work are skipped */
     at_nlu_progress_fn progress; /* called after every step and at every epoch end */
     void *user;
-    FILE *metrics; /* JSON lines, one an epoch (NULL: none) */
-    int64_t max_steps; /* stop a phase after this many steps (0: no limit; for tests) */
+    FILE *metrics;      /* JSON lines, one an epoch (NULL: none) */
+    int64_t max_steps;  /* stop a phase after this many steps (0: no limit; for tests) */
     double max_seconds; /* stop training after this long (0: no limit) */
 } at_nlu_train_opts;
 
@@ -292,7 +288,7 @@ typedef struct at_nlu_train_result {
  * unlabelled (may be NULL) adds sentences without labels for the adversarial term; the
  * unlabelled part of train is used too. valid (may be NULL) drives early stopping and model
  * selection: the best parameters (over all phases) are restored at the end. */
-at_status at_nlu_train(at_nlu_model *m, struct at_split *train, struct at_split *valid, struct at_split *unlabelled,
+at_status at_nlu_train(at_nlu_model *m, at_split *train, at_split *valid, at_split *unlabelled,
                        const at_nlu_train_opts *opts, at_nlu_train_result *res, at_err *e);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -300,28 +296,27 @@ at_status at_nlu_train(at_nlu_model *m, struct at_split *train, struct at_split 
 
 /* Adds every sentence of split (encoded here) to metrics (which may already hold others);
  * summary (may be NULL) receives the totals. */
-at_status at_nlu_evaluate(at_nlu_model *m, struct at_split *split, at_metrics *metrics,
+at_status at_nlu_evaluate(at_nlu_model *m, at_split *split, at_metrics *metrics,
                           at_metrics_summary *summary, at_err *e);
 
 /* One sentence's prediction. Arrays are owned by the prediction (at_nlu_pred_free). */
 typedef struct at_nlu_pred {
-    int64_t n;           /* tokens */
-    int32_t intent;      /* intent id (at_vocab_str(vocab->intents, intent)) */
+    int64_t n;      /* tokens */
+    int32_t intent; /* intent id (at_vocab_str(vocab->intents, intent)) */
     float intent_prob;
-    int32_t *slots;      /* [n] slot ids */
-    float *attn_intent;  /* [n] first component's weights */
-    float *attn_entity;  /* [n * n] second component: row t = token t's weights */
-    int64_t d;           /* size of s vectors; 0 when G is off */
-    float *s_intent;     /* [n * d] or NULL */
-    float *s_entity;     /* [n * d] or NULL */
+    int32_t *slots;     /* [n] slot ids */
+    float *attn_intent; /* [n] first component's weights */
+    float *attn_entity; /* [n * n] second component: row t = token t's weights */
+    int64_t d;          /* size of s vectors; 0 when G is off */
+    float *s_intent;    /* [n * d] or NULL */
+    float *s_entity;    /* [n * d] or NULL */
 } at_nlu_pred;
 
 /* Predicts every sentence of split; *out gets split->n predictions (free with
  * at_nlu_preds_free). */
-at_status at_nlu_predict(at_nlu_model *m, struct at_split *split, at_nlu_pred **out, at_err *e);
+at_status at_nlu_predict(at_nlu_model *m, at_split *split, at_nlu_pred **out, at_err *e);
 /* One sentence given as text (tokens split on whitespace). */
-at_status at_nlu_predict_text(at_nlu_model *m, const char *sentence, at_nlu_pred *out,
-                              at_err *e);
+at_status at_nlu_predict_text(at_nlu_model *m, const char *sentence, at_nlu_pred *out, at_err *e);
 void at_nlu_pred_free(at_nlu_pred *p);
 void at_nlu_preds_free(at_nlu_pred *p, int64_t n);
 

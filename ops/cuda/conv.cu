@@ -48,8 +48,8 @@ static at_status conv_dims_of(const at_node_rec *n, const at_shape *x, const at_
     d->Mg = d->M / d->G;
     d->Lo = y->dim[2];
     int64_t span = d->L + d->pb + d->pe - d->d * (d->K - 1) - 1;
-    if (d->C != d->Cg * d->G || d->M % d->G || y->dim[0] != d->N || y->dim[1] != d->M ||
-        span < 0 || d->Lo != span / d->s + 1) {
+    if (d->C != d->Cg * d->G || d->M % d->G || y->dim[0] != d->N || y->dim[1] != d->M || span < 0 ||
+        d->Lo != span / d->s + 1) {
         snprintf(msg, cap, "inconsistent shapes");
         return AT_E_SHAPE;
     }
@@ -137,7 +137,8 @@ static at_status conv_cuda(at_kernel_ctx *k) {
     at_status st = conv_dims_of(k->node, &k->in[0].shape, &k->in[1].shape, &k->out[0].shape, &d,
                                 k->msg, sizeof k->msg);
     if (st != AT_OK) return st;
-    if (k->ws_size < conv_ws_bytes(&d)) return at_kernel_fail(k, AT_E_INTERNAL, "workspace too small");
+    if (k->ws_size < conv_ws_bytes(&d))
+        return at_kernel_fail(k, AT_E_INTERNAL, "workspace too small");
     const float *x = (const float *)k->in[0].data, *w = (const float *)k->in[1].data;
     const float *bias = k->n_in > 2 ? (const float *)k->in[2].data : NULL;
     float *y = (float *)k->out[0].data;
@@ -155,8 +156,8 @@ static at_status conv_cuda(at_kernel_ctx *k) {
             AT_CU_TRY(at_cu_gemm(k, false, false, d.Mg, cols, ck, 1.0f, w + g * d.Mg * ck, ck, col,
                                  cols, 0.0f, blk, cols));
             if (d.Mg * cols > 0) {
-                conv_out_kernel<<<at_cu_grid(k, d.Mg * cols), AT_CU_THREADS, 0, s>>>(
-                    d, blk, bias, g, n0, cnt, y);
+                conv_out_kernel<<<at_cu_grid(k, d.Mg * cols), AT_CU_THREADS, 0, s>>>(d, blk, bias,
+                                                                                     g, n0, cnt, y);
                 AT_CU_LAUNCHED(k, "conv_out_kernel");
             }
         }
@@ -180,7 +181,8 @@ static at_status conv_gi_cuda(at_kernel_ctx *k) {
     at_status st = conv_dims_of(k->node, &k->in[2].shape, &k->in[1].shape, &k->in[0].shape, &d,
                                 k->msg, sizeof k->msg);
     if (st != AT_OK) return st;
-    if (k->ws_size < conv_ws_bytes(&d)) return at_kernel_fail(k, AT_E_INTERNAL, "workspace too small");
+    if (k->ws_size < conv_ws_bytes(&d))
+        return at_kernel_fail(k, AT_E_INTERNAL, "workspace too small");
     const float *dy = (const float *)k->in[0].data, *w = (const float *)k->in[1].data;
     float *dx = (float *)k->out[0].data;
     int64_t ck = d.Cg * d.K;
@@ -222,7 +224,8 @@ static at_status conv_gw_cuda(at_kernel_ctx *k) {
     at_status st = conv_dims_of(k->node, &k->in[1].shape, &k->in[2].shape, &k->in[0].shape, &d,
                                 k->msg, sizeof k->msg);
     if (st != AT_OK) return st;
-    if (k->ws_size < conv_ws_bytes(&d)) return at_kernel_fail(k, AT_E_INTERNAL, "workspace too small");
+    if (k->ws_size < conv_ws_bytes(&d))
+        return at_kernel_fail(k, AT_E_INTERNAL, "workspace too small");
     const float *dy = (const float *)k->in[0].data, *x = (const float *)k->in[1].data;
     float *dw = (float *)k->out[0].data;
     int64_t ck = d.Cg * d.K;

@@ -77,8 +77,8 @@ static at_status dropout_cuda(at_kernel_ctx *k) {
     cudaStream_t s = at_cu_stream(k);
     if (!training) {
         if (y != x)
-            AT_CU_CHECK(k, cudaMemcpyAsync(y, x, (size_t)n * sizeof(float),
-                                           cudaMemcpyDeviceToDevice, s));
+            AT_CU_CHECK(
+                k, cudaMemcpyAsync(y, x, (size_t)n * sizeof(float), cudaMemcpyDeviceToDevice, s));
         if (mask) AT_CU_CHECK(k, cudaMemsetAsync(mask, 1, (size_t)n, s));
         return AT_OK;
     }

@@ -112,10 +112,14 @@ struct eq_op {
 
 template <typename Op> static at_status numeric_binary(at_kernel_ctx *k, const char *name) {
     switch (k->in[0].dtype) {
-    case AT_F32: return launch_binary<float, float>(k, Op(), name);
-    case AT_I64: return launch_binary<int64_t, int64_t>(k, Op(), name);
-    case AT_I32: return launch_binary<int32_t, int32_t>(k, Op(), name);
-    default: return at_kernel_fail(k, AT_E_UNSUPPORTED, "dtype not supported");
+    case AT_F32:
+        return launch_binary<float, float>(k, Op(), name);
+    case AT_I64:
+        return launch_binary<int64_t, int64_t>(k, Op(), name);
+    case AT_I32:
+        return launch_binary<int32_t, int32_t>(k, Op(), name);
+    default:
+        return at_kernel_fail(k, AT_E_UNSUPPORTED, "dtype not supported");
     }
 }
 
@@ -137,12 +141,17 @@ static at_status pow_cuda(at_kernel_ctx *k) {
 
 static at_status equal_cuda(at_kernel_ctx *k) {
     switch (k->in[0].dtype) {
-    case AT_F32: return launch_binary<float, uint8_t>(k, eq_op(), "equal");
-    case AT_I64: return launch_binary<int64_t, uint8_t>(k, eq_op(), "equal");
-    case AT_I32: return launch_binary<int32_t, uint8_t>(k, eq_op(), "equal");
+    case AT_F32:
+        return launch_binary<float, uint8_t>(k, eq_op(), "equal");
+    case AT_I64:
+        return launch_binary<int64_t, uint8_t>(k, eq_op(), "equal");
+    case AT_I32:
+        return launch_binary<int32_t, uint8_t>(k, eq_op(), "equal");
     case AT_BOOL:
-    case AT_U8: return launch_binary<uint8_t, uint8_t>(k, eq_op(), "equal");
-    default: return at_kernel_fail(k, AT_E_UNSUPPORTED, "dtype not supported");
+    case AT_U8:
+        return launch_binary<uint8_t, uint8_t>(k, eq_op(), "equal");
+    default:
+        return at_kernel_fail(k, AT_E_UNSUPPORTED, "dtype not supported");
     }
 }
 
@@ -171,11 +180,16 @@ static at_status where_cuda(at_kernel_ctx *k) {
     if (n <= 0) return AT_OK;
     bcast3 p = make_bcast(os, &k->in[0].shape, &k->in[1].shape, &k->in[2].shape);
     switch (at_dtype_size(k->out[0].dtype)) {
-    case 1: return launch_where<uint8_t>(k, n, p);
-    case 2: return launch_where<uint16_t>(k, n, p);
-    case 4: return launch_where<uint32_t>(k, n, p);
-    case 8: return launch_where<unsigned long long>(k, n, p);
-    default: return at_kernel_fail(k, AT_E_UNSUPPORTED, "dtype not supported");
+    case 1:
+        return launch_where<uint8_t>(k, n, p);
+    case 2:
+        return launch_where<uint16_t>(k, n, p);
+    case 4:
+        return launch_where<uint32_t>(k, n, p);
+    case 8:
+        return launch_where<unsigned long long>(k, n, p);
+    default:
+        return at_kernel_fail(k, AT_E_UNSUPPORTED, "dtype not supported");
     }
 }
 
@@ -217,14 +231,30 @@ __global__ void unary_f32_kernel(const float *X, float *Y, int64_t n, float alph
     AT_GRID_LOOP(i, n) {
         float x = X[i], y;
         switch (KIND) {
-        case UN_RELU: y = x > 0 ? x : 0.0f; break;
-        case UN_LEAKY: y = x >= 0 ? x : alpha * x; break;
-        case UN_GELU: y = gelu_f(x, approx); break;
-        case UN_TANH: y = tanhf(x); break;
-        case UN_SIGMOID: y = sigmoid_f(x); break;
-        case UN_EXP: y = expf(x); break;
-        case UN_LOG: y = logf(x); break;
-        default: y = sqrtf(x); break;
+        case UN_RELU:
+            y = x > 0 ? x : 0.0f;
+            break;
+        case UN_LEAKY:
+            y = x >= 0 ? x : alpha * x;
+            break;
+        case UN_GELU:
+            y = gelu_f(x, approx);
+            break;
+        case UN_TANH:
+            y = tanhf(x);
+            break;
+        case UN_SIGMOID:
+            y = sigmoid_f(x);
+            break;
+        case UN_EXP:
+            y = expf(x);
+            break;
+        case UN_LOG:
+            y = logf(x);
+            break;
+        default:
+            y = sqrtf(x);
+            break;
         }
         Y[i] = y;
     }
@@ -268,10 +298,14 @@ template <int KIND> static at_status unary_num(at_kernel_ctx *k) {
     int64_t n = at_shape_numel(&k->out[0].shape);
     if (n <= 0) return AT_OK;
     switch (k->in[0].dtype) {
-    case AT_F32: return launch_num<float, KIND>(k, n);
-    case AT_I64: return launch_num<int64_t, KIND>(k, n);
-    case AT_I32: return launch_num<int32_t, KIND>(k, n);
-    default: return at_kernel_fail(k, AT_E_UNSUPPORTED, "dtype not supported");
+    case AT_F32:
+        return launch_num<float, KIND>(k, n);
+    case AT_I64:
+        return launch_num<int64_t, KIND>(k, n);
+    case AT_I32:
+        return launch_num<int32_t, KIND>(k, n);
+    default:
+        return at_kernel_fail(k, AT_E_UNSUPPORTED, "dtype not supported");
     }
 }
 
@@ -301,10 +335,14 @@ static at_status copy_cuda(at_kernel_ctx *k) {
 
 __device__ inline double load_num(const void *p, int t, int64_t i) {
     switch (t) {
-    case AT_F32: return ((const float *)p)[i];
-    case AT_I64: return (double)((const int64_t *)p)[i];
-    case AT_I32: return ((const int32_t *)p)[i];
-    default: return ((const uint8_t *)p)[i];
+    case AT_F32:
+        return ((const float *)p)[i];
+    case AT_I64:
+        return (double)((const int64_t *)p)[i];
+    case AT_I32:
+        return ((const int32_t *)p)[i];
+    default:
+        return ((const uint8_t *)p)[i];
     }
 }
 
@@ -322,11 +360,21 @@ __global__ void cast_kernel(const void *X, int ti, void *Y, int to, int64_t n) {
         }
         double v = load_num(X, ti, i);
         switch (to) {
-        case AT_F32: ((float *)Y)[i] = (float)v; break;
-        case AT_I64: ((int64_t *)Y)[i] = (int64_t)v; break;
-        case AT_I32: ((int32_t *)Y)[i] = (int32_t)v; break;
-        case AT_BOOL: ((uint8_t *)Y)[i] = v != 0; break;
-        default: ((uint8_t *)Y)[i] = (uint8_t)v; break;
+        case AT_F32:
+            ((float *)Y)[i] = (float)v;
+            break;
+        case AT_I64:
+            ((int64_t *)Y)[i] = (int64_t)v;
+            break;
+        case AT_I32:
+            ((int32_t *)Y)[i] = (int32_t)v;
+            break;
+        case AT_BOOL:
+            ((uint8_t *)Y)[i] = v != 0;
+            break;
+        default:
+            ((uint8_t *)Y)[i] = (uint8_t)v;
+            break;
         }
     }
 }
@@ -391,11 +439,21 @@ __global__ void act_grad_kernel(const float *D, const float *S, float *Y, int64_
     AT_GRID_LOOP(i, n) {
         float d = D[i], s = S[i], y;
         switch (KIND) {
-        case G_RELU: y = s > 0 ? d : 0.0f; break;                   /* s = y */
-        case G_LEAKY: y = s >= 0 ? d : d * alpha; break;            /* s = x */
-        case G_GELU: y = d * gelu_grad_f(s, approx); break;         /* s = x */
-        case G_TANH: y = d * (1.0f - s * s); break;                 /* s = y */
-        default: y = d * s * (1.0f - s); break;                     /* s = y */
+        case G_RELU:
+            y = s > 0 ? d : 0.0f;
+            break; /* s = y */
+        case G_LEAKY:
+            y = s >= 0 ? d : d * alpha;
+            break; /* s = x */
+        case G_GELU:
+            y = d * gelu_grad_f(s, approx);
+            break; /* s = x */
+        case G_TANH:
+            y = d * (1.0f - s * s);
+            break; /* s = y */
+        default:
+            y = d * s * (1.0f - s);
+            break; /* s = y */
         }
         Y[i] = y;
     }

@@ -62,8 +62,7 @@ template <typename W> __global__ void gather_kernel(const W *x, W *y, gather_arg
     }
 }
 
-template <typename W>
-static at_status launch_gather(at_kernel_ctx *k, const gather_args &a) {
+template <typename W> static at_status launch_gather(at_kernel_ctx *k, const gather_args &a) {
     gather_kernel<W><<<at_cu_grid(k, a.total), AT_CU_THREADS, 0, at_cu_stream(k)>>>(
         (const W *)k->in[0].data, (W *)k->out[0].data, a);
     AT_CU_LAUNCHED(k, "gather_kernel");
@@ -89,11 +88,16 @@ static at_status gather_cuda(at_kernel_ctx *k) {
     AT_CU_TRY(check_host_indices(k, 1, a.n, a.dim, axis));
     if (a.total <= 0) return AT_OK;
     switch (at_dtype_size(x->dtype)) {
-    case 1: return launch_gather<uint8_t>(k, a);
-    case 2: return launch_gather<uint16_t>(k, a);
-    case 4: return launch_gather<uint32_t>(k, a);
-    case 8: return launch_gather<unsigned long long>(k, a);
-    default: return at_kernel_fail(k, AT_E_UNSUPPORTED, "dtype not supported");
+    case 1:
+        return launch_gather<uint8_t>(k, a);
+    case 2:
+        return launch_gather<uint16_t>(k, a);
+    case 4:
+        return launch_gather<uint32_t>(k, a);
+    case 8:
+        return launch_gather<unsigned long long>(k, a);
+    default:
+        return at_kernel_fail(k, AT_E_UNSUPPORTED, "dtype not supported");
     }
 }
 
@@ -126,9 +130,9 @@ static size_t align256(size_t b) {
 /* CUB's scratch for n pairs; 0 with *ok false when CUB cannot say. */
 static size_t sort_temp_bytes(int64_t n, int end_bit, cudaStream_t s, bool *ok) {
     size_t bytes = 0;
-    cudaError_t e = cub::DeviceRadixSort::SortPairs(
-        (void *)NULL, bytes, (const unsigned *)NULL, (unsigned *)NULL, (const unsigned *)NULL,
-        (unsigned *)NULL, (int)n, 0, end_bit, s);
+    cudaError_t e = cub::DeviceRadixSort::SortPairs((void *)NULL, bytes, (const unsigned *)NULL,
+                                                    (unsigned *)NULL, (const unsigned *)NULL,
+                                                    (unsigned *)NULL, (int)n, 0, end_bit, s);
     *ok = e == cudaSuccess;
     return bytes;
 }
@@ -160,8 +164,7 @@ __global__ void gg_accumulate_kernel(const float *dy, float *dx, const unsigned 
         unsigned key = keys[i];
         if ((int64_t)key >= dim || (i > 0 && keys[i - 1] == key)) continue;
         float acc = 0.0f;
-        for (int64_t q = i; q < n && keys[q] == key; q++)
-            acc += dy[(o * n + vals[q]) * inner + c];
+        for (int64_t q = i; q < n && keys[q] == key; q++) acc += dy[(o * n + vals[q]) * inner + c];
         dx[(o * dim + key) * inner + c] = acc;
     }
 }
@@ -179,7 +182,8 @@ static at_status gather_grad_cuda(at_kernel_ctx *k) {
                               (long long)d.n, (long long)d.dim);
     bool ok;
     size_t temp = sort_temp_bytes(d.n, d.end_bit, s, &ok);
-    if (!ok) return at_kernel_fail(k, AT_E_DEVICE, "cub::DeviceRadixSort::SortPairs size query failed");
+    if (!ok)
+        return at_kernel_fail(k, AT_E_DEVICE, "cub::DeviceRadixSort::SortPairs size query failed");
     size_t arr = align256((size_t)d.n * sizeof(unsigned));
     size_t need = 4 * arr + align256(temp);
     if (!k->ws || k->ws_size < need)

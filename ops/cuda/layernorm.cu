@@ -74,8 +74,8 @@ static at_status ln_cuda(at_kernel_ctx *k) {
     if (rows == 0) return AT_OK;
     double eps = at_attr_float(k->node, "epsilon", 1e-5f);
     ln_fwd_kernel<<<at_cu_grid(k, rows * 32), AT_CU_THREADS, 0, at_cu_stream(k)>>>(
-        in_f32(k, 0), in_f32(k, 1), in_f32(k, 2), out_f32(k, 0), out_f32(k, 1), out_f32(k, 2),
-        rows, D, eps);
+        in_f32(k, 0), in_f32(k, 1), in_f32(k, 2), out_f32(k, 0), out_f32(k, 1), out_f32(k, 2), rows,
+        D, eps);
     AT_CU_LAUNCHED(k, "ln_fwd_kernel");
     return AT_OK;
 }

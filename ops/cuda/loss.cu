@@ -123,7 +123,8 @@ __global__ void ce_fwd_kernel(ce_args a, float *lp, double *li, double *wi) {
 #define SUM_THREADS 1024
 
 /* out[0] from the per-position losses: one block, a fixed tree. */
-__global__ void ce_total_kernel(const double *li, const double *wi, int64_t P, int red, float *out) {
+__global__ void ce_total_kernel(const double *li, const double *wi, int64_t P, int red,
+                                float *out) {
     __shared__ double sl[SUM_THREADS], sw[SUM_THREADS];
     double a = 0, b = 0;
     for (int64_t p = threadIdx.x; p < P; p += SUM_THREADS) a += li[p], b += wi[p];
@@ -199,8 +200,8 @@ __global__ void ce_scale_kernel(ce_args a, int red, double *scale) {
     if (threadIdx.x == 0) scale[0] = red != RED_MEAN ? 1.0 : (sw[0] != 0 ? 1.0 / sw[0] : 0.0);
 }
 
-__global__ void ce_grad_kernel(ce_args a, const float *dl, int red, bool is_lp,
-                               const double *scale, float *dx) {
+__global__ void ce_grad_kernel(ce_args a, const float *dl, int red, bool is_lp, const double *scale,
+                               float *dx) {
     int lane = threadIdx.x & 31;
     WARP_LOOP(pos, a.P) {
         int64_t n = pos / a.S, s = pos % a.S;

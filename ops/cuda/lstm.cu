@@ -158,8 +158,8 @@ __global__ void final_state_kernel(lstm_dims m, int d, const float *h, const flo
 }
 
 static at_status forward_dir(at_kernel_ctx *k, const lstm_dims &m, int d, const int32_t *lens,
-                             int64_t maxlen, const lstm_scratch &w, const lstm_tape &tape,
-                             float *Y, float *Yh, float *Yc) {
+                             int64_t maxlen, const lstm_scratch &w, const lstm_tape &tape, float *Y,
+                             float *Yh, float *Yc) {
     const int64_t H = m.H, H4 = 4 * H, B = m.B;
     const float *X = (const float *)kin(k, IN_X), *Bias = (const float *)kin(k, IN_B);
     const float *Wd = (const float *)kin(k, IN_W) + d * H4 * m.In;
@@ -181,7 +181,7 @@ static at_status forward_dir(at_kernel_ctx *k, const lstm_dims &m, int d, const 
     for (int64_t st = 0; st < maxlen; st++) {
         AT_CU_TRY(at_cu_gemm(k, false, true, B, H4, H, 1.0f, w.h, H, Rd, H, 0.0f, w.g, H4));
         gates_kernel<<<at_cu_grid(k, B * H), AT_CU_THREADS, 0, s>>>(m, d, rev, st, lens, w, tape,
-                                                                     Y);
+                                                                    Y);
         AT_CU_LAUNCHED(k, "gates_kernel");
     }
     if ((Yh || Yc) && B * H > 0) {
@@ -336,7 +336,8 @@ static at_status lstm_grad_cuda(at_kernel_ctx *k) {
         const float *Rd = (const float *)kin(k, IN_R) + d * H4 * H;
         const bool rev = m.dir == DIR_REVERSE || (m.dir == DIR_BIDI && d == 1);
         /* Rows no step visits (t >= len) must read as zero in the GEMMs below. */
-        if (N * H > 0) AT_CU_CHECK(k, cudaMemsetAsync(tape.hp, 0, (size_t)(N * H) * sizeof(float), s));
+        if (N * H > 0)
+            AT_CU_CHECK(k, cudaMemsetAsync(tape.hp, 0, (size_t)(N * H) * sizeof(float), s));
         if (N * H4 > 0) AT_CU_CHECK(k, cudaMemsetAsync(dA, 0, (size_t)(N * H4) * sizeof(float), s));
         AT_CU_TRY(forward_dir(k, m, d, lens, maxlen, w, tape, NULL, NULL, NULL));
         if (B * H > 0) {
@@ -359,10 +360,11 @@ static at_status lstm_grad_cuda(at_kernel_ctx *k) {
                              dW + d * H4 * m.In, m.In));
         AT_CU_TRY(at_cu_gemm(k, true, false, H4, H, N, 1.0f, dA, H4, tape.hp, H, 0.0f,
                              dR + d * H4 * H, H));
-        AT_CU_TRY(at_cu_gemm(k, false, false, N, m.In, H4, 1.0f, dA, H4, Wd, m.In,
-                             d ? 1.0f : 0.0f, dX, m.In));
+        AT_CU_TRY(at_cu_gemm(k, false, false, N, m.In, H4, 1.0f, dA, H4, Wd, m.In, d ? 1.0f : 0.0f,
+                             dX, m.In));
         if (H4 > 0) {
-            bias_grad_kernel<<<at_cu_grid(k, H4), AT_CU_THREADS, 0, s>>>(dA, N, H4, dB + d * 2 * H4);
+            bias_grad_kernel<<<at_cu_grid(k, H4), AT_CU_THREADS, 0, s>>>(dA, N, H4,
+                                                                         dB + d * 2 * H4);
             AT_CU_LAUNCHED(k, "bias_grad_kernel");
         }
     }

@@ -164,7 +164,7 @@ static at_status adamw_cuda(at_kernel_ctx *k) {
 
 /* ---- ClipGlobalNorm ---- */
 
-#define CLIP_CHUNK 4096
+#define CLIP_CHUNK   4096
 #define CLIP_THREADS 256
 
 static int64_t clip_chunks(int64_t numel) {
@@ -225,8 +225,8 @@ static at_status clip_cuda(at_kernel_ctx *k) {
         int64_t numel = at_shape_numel(&k->in[i].shape), c = clip_chunks(numel);
         if (c > 0) {
             if (c > 0x7fffffff) return at_kernel_fail(k, AT_E_UNSUPPORTED, "tensor too large");
-            clip_partial_kernel<<<(unsigned)c, CLIP_THREADS, 0, s>>>(
-                (const float *)k->in[i].data, numel, part + start);
+            clip_partial_kernel<<<(unsigned)c, CLIP_THREADS, 0, s>>>((const float *)k->in[i].data,
+                                                                     numel, part + start);
             AT_CU_LAUNCHED(k, "clip_partial_kernel");
         }
         start += c;

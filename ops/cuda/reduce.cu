@@ -156,7 +156,8 @@ __global__ void reduce_block_kernel(const T *x, T *y, rplan p, double scale) {
         part[threadIdx.x] = a;
         __syncthreads();
         for (int s = RB_THREADS / 2; s > 0; s >>= 1) {
-            if ((int)threadIdx.x < s) part[threadIdx.x] = AC::comb(part[threadIdx.x], part[threadIdx.x + s]);
+            if ((int)threadIdx.x < s)
+                part[threadIdx.x] = AC::comb(part[threadIdx.x], part[threadIdx.x + s]);
             __syncthreads();
         }
         if (threadIdx.x == 0) y[o] = AC::fin(part[0], scale);
@@ -182,7 +183,8 @@ __global__ void reduce_cols_kernel(const T *x, typename acc<T, KIND>::A *part, T
     int64_t len = (p.n_red + chunks - 1) / chunks;
     AT_GRID_LOOP(t, p.n_out * chunks) {
         int64_t c = t / p.n_out, o = t % p.n_out;
-        int64_t base = kept_offset(p, o), r0 = c * len, r1 = r0 + len < p.n_red ? r0 + len : p.n_red;
+        int64_t base = kept_offset(p, o), r0 = c * len,
+                r1 = r0 + len < p.n_red ? r0 + len : p.n_red;
         typename AC::A a = AC::init();
         for (int64_t r = r0; r < r1; r++) a = AC::add(a, x[base + red_offset(p, r)]);
         if (chunks == 1)
@@ -219,8 +221,8 @@ static at_status reduce_run(at_kernel_ctx *k, const T *x, const rplan *p, double
         int sms = at_cu(k)->sm_count > 0 ? at_cu(k)->sm_count : 16;
         if (p->n_out >= (int64_t)sms * 16) {
             int64_t blocks = (p->n_out + 7) / 8, cap = (int64_t)sms * 32;
-            reduce_warp_kernel<T, KIND><<<(unsigned)(blocks < cap ? blocks : cap), 256, 0, s>>>(
-                x, y, *p, scale);
+            reduce_warp_kernel<T, KIND>
+                <<<(unsigned)(blocks < cap ? blocks : cap), 256, 0, s>>>(x, y, *p, scale);
             AT_CU_LAUNCHED(k, "reduce_warp_kernel");
         } else {
             int64_t blocks = p->n_out < 65535 ? p->n_out : 65535;
@@ -268,7 +270,8 @@ static at_status kernel_mask(at_kernel_ctx *k, int idx, int rank, uint32_t *mask
     int64_t n = 0;
     if (k->n_in > idx) {
         const at_tensor *t = &k->in[idx];
-        present = t->data != NULL || (t->dtype == AT_I64 && t->shape.rank == 1 && t->shape.dim[0] == 0);
+        present =
+            t->data != NULL || (t->dtype == AT_I64 && t->shape.rank == 1 && t->shape.dim[0] == 0);
         if (present) n = t->shape.rank == 1 ? t->shape.dim[0] : 0;
     }
     *mask = 0;
@@ -336,7 +339,8 @@ template <int KIND> static size_t reduce_ws(const at_kernel_ctx *k) {
         return best;
     }
     rplan_make(&x->shape, mask, &p);
-    return x->dtype == AT_F32 ? reduce_ws_bytes<float, KIND>(&p) : reduce_ws_bytes<int64_t, KIND>(&p);
+    return x->dtype == AT_F32 ? reduce_ws_bytes<float, KIND>(&p)
+                              : reduce_ws_bytes<int64_t, KIND>(&p);
 }
 
 template <int KIND> static at_status reduce_cuda_common(at_kernel_ctx *k, bool mean) {
@@ -348,8 +352,8 @@ template <int KIND> static at_status reduce_cuda_common(at_kernel_ctx *k, bool m
     if (p.n_out == 0) return AT_OK;
     if (x->dtype == AT_F32)
         return reduce_run<float, KIND>(k, (const float *)x->data, &p,
-                                       mean ? 1.0 / (double)p.n_red : 1.0,
-                                       (float *)k->out[0].data, k->ws, k->ws_size);
+                                       mean ? 1.0 / (double)p.n_red : 1.0, (float *)k->out[0].data,
+                                       k->ws, k->ws_size);
     if (x->dtype == AT_I64 && !mean)
         return reduce_run<int64_t, KIND>(k, (const int64_t *)x->data, &p, 1.0,
                                          (int64_t *)k->out[0].data, k->ws, k->ws_size);

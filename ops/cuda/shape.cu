@@ -52,8 +52,8 @@ static void strided_simplify(strided *p) {
 template <typename W>
 static at_status launch_strided(at_kernel_ctx *k, void *dst, const void *src, const strided &p,
                                 int64_t n) {
-    strided_copy_kernel<W><<<at_cu_grid(k, n), AT_CU_THREADS, 0, at_cu_stream(k)>>>(
-        (W *)dst, (const W *)src, p, n);
+    strided_copy_kernel<W>
+        <<<at_cu_grid(k, n), AT_CU_THREADS, 0, at_cu_stream(k)>>>((W *)dst, (const W *)src, p, n);
     AT_CU_LAUNCHED(k, "strided_copy_kernel");
     return AT_OK;
 }
@@ -74,11 +74,16 @@ static at_status strided_copy(at_kernel_ctx *k, void *dst, const void *src, size
     if (n <= 0) return AT_OK;
     strided_simplify(&p);
     switch (es) {
-    case 1: return launch_strided<uint8_t>(k, dst, src, p, n);
-    case 2: return launch_strided<uint16_t>(k, dst, src, p, n);
-    case 4: return launch_strided<uint32_t>(k, dst, src, p, n);
-    case 8: return launch_strided<unsigned long long>(k, dst, src, p, n);
-    default: return at_kernel_fail(k, AT_E_UNSUPPORTED, "element size %zu", es);
+    case 1:
+        return launch_strided<uint8_t>(k, dst, src, p, n);
+    case 2:
+        return launch_strided<uint16_t>(k, dst, src, p, n);
+    case 4:
+        return launch_strided<uint32_t>(k, dst, src, p, n);
+    case 8:
+        return launch_strided<unsigned long long>(k, dst, src, p, n);
+    default:
+        return at_kernel_fail(k, AT_E_UNSUPPORTED, "element size %zu", es);
     }
 }
 
@@ -274,7 +279,8 @@ static at_status slice_read(at_kernel_ctx *k, int first, slice_args *a, int rank
             k, AT_E_SHAPE,
             "starts, ends, axes and steps must be 1-D int32/int64 of at most rank entries");
     if (ns != ne) return at_kernel_fail(k, AT_E_SHAPE, "starts and ends differ in length");
-    if (na >= 0 && na != ns) return at_kernel_fail(k, AT_E_SHAPE, "axes and starts differ in length");
+    if (na >= 0 && na != ns)
+        return at_kernel_fail(k, AT_E_SHAPE, "axes and starts differ in length");
     if (nt >= 0 && nt != ns)
         return at_kernel_fail(k, AT_E_SHAPE, "steps and starts differ in length");
     a->n = ns;
@@ -413,7 +419,8 @@ template <typename W> __global__ void fill_kernel(W *y, W v, int64_t n) {
     AT_GRID_LOOP(i, n) y[i] = v;
 }
 
-template <typename W> static at_status launch_fill(at_kernel_ctx *k, void *y, const void *v, int64_t n) {
+template <typename W>
+static at_status launch_fill(at_kernel_ctx *k, void *y, const void *v, int64_t n) {
     W w;
     memcpy(&w, v, sizeof w);
     fill_kernel<W><<<at_cu_grid(k, n), AT_CU_THREADS, 0, at_cu_stream(k)>>>((W *)y, w, n);
@@ -436,11 +443,16 @@ static at_status cos_cuda(at_kernel_ctx *k) {
         return AT_OK;
     }
     switch (es) {
-    case 1: return launch_fill<uint8_t>(k, y->data, v->data, n);
-    case 2: return launch_fill<uint16_t>(k, y->data, v->data, n);
-    case 4: return launch_fill<uint32_t>(k, y->data, v->data, n);
-    case 8: return launch_fill<unsigned long long>(k, y->data, v->data, n);
-    default: return at_kernel_fail(k, AT_E_UNSUPPORTED, "element size %zu", es);
+    case 1:
+        return launch_fill<uint8_t>(k, y->data, v->data, n);
+    case 2:
+        return launch_fill<uint16_t>(k, y->data, v->data, n);
+    case 4:
+        return launch_fill<uint32_t>(k, y->data, v->data, n);
+    case 8:
+        return launch_fill<unsigned long long>(k, y->data, v->data, n);
+    default:
+        return at_kernel_fail(k, AT_E_UNSUPPORTED, "element size %zu", es);
     }
 }
 

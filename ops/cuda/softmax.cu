@@ -94,7 +94,8 @@ static at_status log_softmax_cuda(at_kernel_ctx *k) {
     return softmax_common(k, true);
 }
 
-/* ---- backward: SoftmaxGrad dx = y (dy - sum(dy y)); LogSoftmaxGrad dx = dy - exp(y) sum(dy) ---- */
+/* ---- backward: SoftmaxGrad dx = y (dy - sum(dy y)); LogSoftmaxGrad dx = dy - exp(y) sum(dy) ----
+ */
 
 __global__ void smgrad_rows_kernel(const float *dy, const float *y, float *dx, int64_t rows,
                                    int64_t C, bool logsm) {
@@ -145,8 +146,8 @@ static at_status smgrad_common(at_kernel_ctx *k, bool logsm) {
             dy, y, dx, d.outer, d.C, logsm);
         AT_CU_LAUNCHED(k, "smgrad_rows_kernel");
     } else {
-        smgrad_cols_kernel<<<at_cu_grid(k, d.outer * d.inner), AT_CU_THREADS, 0,
-                             at_cu_stream(k)>>>(dy, y, dx, d.outer, d.C, d.inner, logsm);
+        smgrad_cols_kernel<<<at_cu_grid(k, d.outer * d.inner), AT_CU_THREADS, 0, at_cu_stream(k)>>>(
+            dy, y, dx, d.outer, d.C, d.inner, logsm);
         AT_CU_LAUNCHED(k, "smgrad_cols_kernel");
     }
     return AT_OK;

@@ -46,7 +46,7 @@ static at_workspace_fn cu_workspace(int op) {
     do {                                                                                           \
         cudaError_t e_ = (call);                                                                   \
         if (e_ != cudaSuccess) {                                                                   \
-            at_err_set(err, AT_E_DEVICE, "%s failed: %s", #call, cudaGetErrorString(e_));         \
+            at_err_set(err, AT_E_DEVICE, "%s failed: %s", #call, cudaGetErrorString(e_));          \
             goto fail;                                                                             \
         }                                                                                          \
     } while (0)
@@ -188,9 +188,15 @@ static at_status cu_copy(void *state, void *dst, const void *src, size_t bytes, 
     return copy_kind(state, dst, src, bytes, cudaMemcpyDeviceToDevice, "device to device", err);
 }
 
+/* Also called first in every run: the thread running a session need not be the one that
+ * opened it, so the device is made current here. */
 static at_status cu_sync(void *state, at_err *err) {
     at_cuda_ctx *c = (at_cuda_ctx *)state;
-    cudaError_t e = cudaStreamSynchronize(c->stream);
+    cudaError_t e = cudaSetDevice(c->device);
+    if (e != cudaSuccess)
+        return at_err_set(err, AT_E_DEVICE, "cudaSetDevice(%d) failed: %s", c->device,
+                          cudaGetErrorString(e));
+    e = cudaStreamSynchronize(c->stream);
     if (e != cudaSuccess)
         return at_err_set(err, AT_E_DEVICE,
                           "cudaStreamSynchronize failed: %s (an earlier kernel failed; run with "
@@ -262,8 +268,9 @@ static at_status cu_poll_error(void *state, int *node, char *msg, size_t cap) {
     const long long *v = w->v;
     switch (w->what) {
     case AT_DERR_INDEX:
-        snprintf(msg, cap, "index %lld (indices element %lld) out of range [-%lld, %lld) for axis %lld",
-                 v[0], v[1], v[2], v[2], v[3]);
+        snprintf(msg, cap,
+                 "index %lld (indices element %lld) out of range [-%lld, %lld) for axis %lld", v[0],
+                 v[1], v[2], v[2], v[3]);
         break;
     case AT_DERR_LABEL:
         snprintf(msg, cap, "label %lld at position %lld out of range [0, %lld)", v[0], v[1], v[2]);
@@ -278,7 +285,9 @@ static at_status cu_poll_error(void *state, int *node, char *msg, size_t cap) {
     case AT_DERR_RATIO:
         snprintf(msg, cap, "ratio %g outside [0, 1]", bits_to_double(v[0]));
         break;
-    default: snprintf(msg, cap, "bad data (device error kind %d)", w->what); break;
+    default:
+        snprintf(msg, cap, "bad data (device error kind %d)", w->what);
+        break;
     }
     /* Cleared for the next run; the stream is idle, so a plain memset is ordered. */
     e = cudaMemsetAsync(c->derr, 0, sizeof(at_cuda_errword), c->stream);
@@ -308,7 +317,7 @@ static at_status cu_first_nonfinite(void *state, const float *x, int64_t n, int6
     do {                                                                                           \
         cudaError_t e_ = (call);                                                                   \
         if (e_ != cudaSuccess)                                                                     \
-            return at_err_set(err, AT_E_DEVICE, "%s failed: %s", #call, cudaGetErrorString(e_));  \
+            return at_err_set(err, AT_E_DEVICE, "%s failed: %s", #call, cudaGetErrorString(e_));   \
     } while (0)
     FN_CHECK(cudaMemsetAsync(c->dslot, 0xff, sizeof(unsigned long long), c->stream));
     int64_t blocks = (n + 255) / 256;
@@ -316,8 +325,8 @@ static at_status cu_first_nonfinite(void *state, const float *x, int64_t n, int6
     if (blocks < 1) blocks = 1;
     first_nonfinite_kernel<<<(unsigned)blocks, 256, 0, c->stream>>>(x, n, c->dslot);
     FN_CHECK(cudaGetLastError());
-    FN_CHECK(cudaMemcpyAsync(c->hslot, c->dslot, sizeof(unsigned long long),
-                             cudaMemcpyDeviceToHost, c->stream));
+    FN_CHECK(cudaMemcpyAsync(c->hslot, c->dslot, sizeof(unsigned long long), cudaMemcpyDeviceToHost,
+                             c->stream));
     FN_CHECK(cudaStreamSynchronize(c->stream));
     if (c->hslot[0] >= (unsigned long long)n) return AT_OK;
     *index = (int64_t)c->hslot[0];
@@ -345,8 +354,8 @@ static bool fits_int(int64_t v) {
 
 at_status at_cu_gemm_batched(at_kernel_ctx *k, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                              float alpha, const float *A, int64_t lda, int64_t sA, const float *B,
-                             int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc,
-                             int64_t sC, int64_t batch) {
+                             int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC,
+                             int64_t batch) {
     if (M == 0 || N == 0 || batch == 0) return AT_OK;
     if (K == 0) {
         /* BLAS libraries disagree on k = 0; the CPU kernels give beta C. */
@@ -370,8 +379,8 @@ at_status at_cu_gemm_batched(at_kernel_ctx *k, bool ta, bool tb, int64_t M, int6
         AT_CUBLAS_CHECK(k, cublasSgemm(h, opb, opa, (int)N, (int)M, (int)K, &alpha, B, (int)ldb, A,
                                        (int)lda, &beta, C, (int)ldc));
     } else {
-        AT_CUBLAS_CHECK(k, cublasSgemmStridedBatched(h, opb, opa, (int)N, (int)M, (int)K, &alpha,
-                                                     B, (int)ldb, (long long)sB, A, (int)lda,
+        AT_CUBLAS_CHECK(k, cublasSgemmStridedBatched(h, opb, opa, (int)N, (int)M, (int)K, &alpha, B,
+                                                     (int)ldb, (long long)sB, A, (int)lda,
                                                      (long long)sA, &beta, C, (int)ldc,
                                                      (long long)sC, (int)batch));
     }
@@ -387,10 +396,10 @@ at_status at_cu_gemm(at_kernel_ctx *k, bool ta, bool tb, int64_t M, int64_t N, i
 /* ---- the table ---- */
 
 static const at_backend_ops g_ops = {
-    "cuda",         cu_init,     cu_shutdown, cu_alloc,      cu_free,
-    cu_alloc_host,  cu_free_host, cu_upload,  cu_download,   cu_copy,
-    cu_sync,        at_cuda_kernel_for,       cu_workspace,  cu_node_state,
-    cu_poll_error,  cu_first_nonfinite,
+    "cuda",       cu_init,       cu_shutdown,   cu_alloc,
+    cu_free,      cu_alloc_host, cu_free_host,  cu_upload,
+    cu_download,  cu_copy,       cu_sync,       at_cuda_kernel_for,
+    cu_workspace, cu_node_state, cu_poll_error, cu_first_nonfinite,
 };
 
 extern "C" const at_backend_ops *at_cuda_backend(void) {

@@ -33,8 +33,8 @@ struct at_cuda_errword {
     long long v[4];
 };
 
-__device__ inline void at_dev_fail(at_cuda_errword *w, int node, int what, long long a,
-                                   long long b, long long c, long long d) {
+__device__ inline void at_dev_fail(at_cuda_errword *w, int node, int what, long long a, long long b,
+                                   long long c, long long d) {
     if (atomicCAS(&w->flag, 0, 1) == 0) {
         w->node = node;
         w->what = what;
@@ -52,12 +52,12 @@ struct at_cuda_ctx {
     int device, sm_count;
     cudaStream_t stream;
     cublasHandle_t blas;
-    cudnnHandle_t dnn; /* NULL when cuDNN could not start (no kernel needs it yet) */
-    at_cuda_errword *derr; /* device */
-    at_cuda_errword *herr; /* pinned, for poll_error */
+    cudnnHandle_t dnn;         /* NULL when cuDNN could not start (no kernel needs it yet) */
+    at_cuda_errword *derr;     /* device */
+    at_cuda_errword *herr;     /* pinned, for poll_error */
     unsigned long long *dslot; /* device scratch for first_nonfinite */
     unsigned long long *hslot; /* pinned */
-    void *hscratch;           /* pinned scratch for reading small device inputs */
+    void *hscratch;            /* pinned scratch for reading small device inputs */
     size_t hscratch_cap;
     /* set per node by node_state */
     const void *const *host_in;
@@ -150,8 +150,8 @@ at_status at_cu_gemm(at_kernel_ctx *k, bool ta, bool tb, int64_t M, int64_t N, i
 /* The same for `batch` independent products at strides sA, sB, sC (elements; 0 repeats). */
 at_status at_cu_gemm_batched(at_kernel_ctx *k, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                              float alpha, const float *A, int64_t lda, int64_t sA, const float *B,
-                             int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc,
-                             int64_t sC, int64_t batch);
+                             int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC,
+                             int64_t batch);
 
 /* ---- reductions shared across families (ops/cuda/reduce.cu) ----
  * y = scale * (sum of x over the dims set in mask, bit d for dim d of xs), accumulated in double
