@@ -34,8 +34,10 @@ static void cleanup(void) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
+    /* Every input is written to a file: memory-backed /dev/shm keeps that cheap. */
     const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/attune_fuzz_dataset_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!tmp || !*tmp) tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(dir, sizeof dir, "%s/attune_fuzz_dataset_XXXXXX", tmp);
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         abort();

@@ -64,8 +64,14 @@ lib_srcs=(graph/*.c ops/*.c autodiff/*.c runtime/*.c runtime/cpu/*.c models/*.c)
 lib_srcs+=("$B/proto/onnx.pb-c.c")
 shopt -u nullglob
 
-# A generated Makefile, so that reruns recompile only what changed (headers included).
+# A generated Makefile, so that reruns recompile only what changed (headers included); a
+# change of compiler or flags rebuilds everything.
 mk="$B/Makefile"
+flags_now="$CC $(echo $CFLAGS)"
+if [ "$(cat "$B/flags" 2>/dev/null)" != "$flags_now" ]; then
+    rm -f "$B"/obj/*.o "$B"/obj/*.d
+    echo "$flags_now" >"$B/flags"
+fi
 {
     echo "CC := $CC"
     echo "CFLAGS := $(echo $CFLAGS)"

@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""Turns bench/run.sh's JSON lines into bench/RESULTS.md and bench/scaling.svg (hand-written
+SVG: two log-log panels, step time vs batch and vs sequence length). Standard library only.
+
+    report.py --results R.jsonl --gemm GEMM.md --out RESULTS.md --svg scaling.svg [--command C]
+"""
+import argparse
+import json
+import math
+import statistics
+from collections import defaultdict
+
+TARGETS = {"train": 0.7, "infer": 1.0, "memory": 1.0, "gemm": 0.95}
+
+
+def load(path):
+    meta, rows = {}, []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            d = json.loads(line)
+            if "kind" in d:
+                meta[d["kind"]] = d
+            else:
+                rows.append(d)
+    return meta, rows
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def fmt(x, nd=1):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+
+
+def verdict(ratio, target, lower_is_better=True):
+    if ratio is None or math.isnan(ratio):
+        return "n/a"
+    ok = ratio <= target if lower_is_better else ratio >= target
+    return "met" if ok else "**not met**"
+
+
+def group(rows, section, key):
+    g = defaultdict(list)
+    for r in rows:
+        if r["section"] == section:
+            g[(r["impl"],) + tuple(r[k] for k in key)].append(r)
+    return g
+
+
+def train_table(rows, out):
+    g = group(rows, "train", ("seq",))
+    seqs = sorted({k[1] for k in g})
+    out.append("| B x T | attune median ms | PyTorch median ms | ratio attune/PyTorch | "
+               "attune min | PyTorch min | per-round ratios | target <= 0.7 |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    ratios = {}
+    for T in seqs:
+        a, p = g.get(("attune", T), []), g.get(("pytorch", T), [])
+        am, pm = med([r["median_ms"] for r in a]), med([r["median_ms"] for r in p])
+        per = [x["median_ms"] / y["median_ms"] for x, y in zip(a, p)]
+        ratio = am / pm if pm else float("nan")
+        ratios[T] = ratio
+        out.append(f"| 32 x {T} | {fmt(am)} | {fmt(pm)} | **{fmt(ratio, 2)}** | "
+                   f"{fmt(min(r['min_ms'] for r in a) if a else None)} | "
+                   f"{fmt(min(r['min_ms'] for r in p) if p else None)} | "
+                   f"{', '.join(fmt(x, 2) for x in per)} | {verdict(ratio, TARGETS['train'])} |")
+    act = [r for r in rows if r["section"] == "train_active"]
+    if act:
+        a = [r for r in act if r["impl"] == "attune"]
+        p = [r for r in act if r["impl"] == "pytorch"]
+        if a and p:
+            out.append("")
+            out.append(f"At OpenMP's default wait policy (threads spin between parallel regions), "
+                       f"B x T = 32 x {a[0]['seq']}, one run each: attune "
+                       f"{fmt(a[0]['median_ms'])} ms, PyTorch {fmt(p[0]['median_ms'])} ms "
+                       f"(ratio {fmt(a[0]['median_ms'] / p[0]['median_ms'], 2)}).")
+    return ratios
+
+
+def infer_table(rows, out):
+    g = group(rows, "infer", ("seq",))
+    seqs = sorted({k[1] for k in g})
+    out.append("| T | attune median ms | ORT median ms | ratio | attune p99 ms | ORT p99 ms | "
+               "p99 ratio | per-round median ratios | target <= 1.0 |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    ratios = {}
+    for T in seqs:
+        a, o = g.get(("attune", T), []), g.get(("onnxruntime", T), [])
+        am, om = med([r["median_ms"] for r in a]), med([r["median_ms"] for r in o])
+        ap, op = med([r["p99_ms"] for r in a]), med([r["p99_ms"] for r in o])
+        per = [x["median_ms"] / y["median_ms"] for x, y in zip(a, o)]
+        ratio = am / om if om else float("nan")
+        ratios[T] = ratio
+        out.append(f"| {T} | {fmt(am, 3)} | {fmt(om, 3)} | **{fmt(ratio, 2)}** | {fmt(ap, 3)} | "
+                   f"{fmt(op, 3)} | {fmt(ap / op if op else float('nan'), 2)} | "
+                   f"{', '.join(fmt(x, 2) for x in per)} | {verdict(ratio, TARGETS['infer'])} |")
+    if g:
+        same = {round(r["out0"], 4) for rs in g.values() for r in rs}
+        out.append("")
+        out.append("Both runtimes give the same first intent logit on the same file: "
+                   + ("yes" if len(same) == 1 else f"no ({sorted(same)})") + ".")
+    return ratios
+
+
+def memory_table(rows, out):
+    g = group(rows, "train", ("seq",))
+    seqs = sorted({k[1] for k in g})
+    out.append("| B x T | attune peak RSS MB | PyTorch peak RSS MB | ratio | attune growth MB | "
+               "PyTorch growth MB | growth ratio | attune arena MB | target <= 1.0 |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    ratios = {}
+    for T in seqs:
+        a, p = g.get(("attune", T), []), g.get(("pytorch", T), [])
+        if not a or not p:
+            continue
+        ap, pp = max(r["peak_rss_mb"] for r in a), max(r["peak_rss_mb"] for r in p)
+        ag = max(r["peak_rss_mb"] - r["rss_before_steps_mb"] for r in a)
+        pg = max(r["peak_rss_mb"] - r["rss_before_steps_mb"] for r in p)
+        ratios[T] = ap / pp
+        out.append(f"| 32 x {T} | {fmt(ap)} | {fmt(pp)} | **{fmt(ap / pp, 2)}** | {fmt(ag)} | "
+                   f"{fmt(pg)} | {fmt(ag / pg if pg else float('nan'), 2)} | "
+                   f"{fmt(max(r['arena_mb'] for r in a))} | {verdict(ap / pp, TARGETS['memory'])} |")
+    return ratios
+
+
+def gemm_section(path, out):
+    try:
+        text = open(path).read().strip()
+    except OSError:
+        out.append("(no GEMM results)")
+        return None
+    out.append(text)
+    ratios = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        try:
+            ratios.append(float(cells[-1]))
+        except (ValueError, IndexError):
+            pass
+    if ratios:
+        out.append("")
+        out.append(f"Lowest ratio: **{min(ratios):.2f}**, median {med(ratios):.2f} "
+                   f"(target >= 0.95: {verdict(min(ratios), TARGETS['gemm'], False)}).")
+        return min(ratios)
+    return None
+
+
+def scaling_data(rows):
+    by_b, by_t = defaultdict(dict), defaultdict(dict)
+    for r in rows:
+        if r["section"] not in ("scaling", "train"):
+            continue
+        if r["seq"] == 16 and r["section"] == "scaling":
+            by_b[r["impl"]][r["batch"]] = r["median_ms"]
+        if r["batch"] == 32 and (r["section"] == "scaling" or r["seq"] not in by_t[r["impl"]]):
+            by_t[r["impl"]].setdefault(r["seq"], r["median_ms"])
+    return by_b, by_t
+
+
+def scaling_tables(by_b, by_t, out):
+    for title, data, key in (("batch (T = 16)", by_b, "B"), ("T (B = 32)", by_t, "T")):
+        xs = sorted({x for d in data.values() for x in d})
+        if not xs:
+            continue
+        out.append(f"Step time (ms) vs {title}:")
+        out.append("")
+        out.append(f"| {key} | " + " | ".join(str(x) for x in xs) + " |")
+        out.append("|---|" + "---|" * len(xs))
+        for impl in ("attune", "pytorch"):
+            if impl in data:
+                out.append(f"| {impl} | " + " | ".join(fmt(data[impl].get(x)) for x in xs) + " |")
+        if "attune" in data and "pytorch" in data:
+            out.append("| ratio | " + " | ".join(
+                fmt(data["attune"][x] / data["pytorch"][x], 2)
+                if x in data["attune"] and x in data["pytorch"] else "n/a" for x in xs) + " |")
+        out.append("")
+
+
+def svg(by_b, by_t, path):
+    W, H, pad_l, pad_r, pad_t, pad_b, gap = 960, 420, 70, 20, 50, 60, 70
+    pw = (W - pad_l - pad_r - gap) / 2
+    ph = H - pad_t - pad_b
+    colors = {"attune": "#1f77b4", "pytorch": "#e8710a"}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+             f'font-family="sans-serif" font-size="12">',
+             f'<rect width="{W}" height="{H}" fill="white"/>',
+             f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="15">Training step time '
+             f'of the joint NLU model (D step + combined step), log-log</text>']
+    all_y = [v for d in (by_b, by_t) for s in d.values() for v in s.values() if v > 0]
+    if not all_y:
+        return
+    ylo = 10 ** math.floor(math.log10(min(all_y)))
+    yhi = 10 ** math.ceil(math.log10(max(all_y)))
+    for i, (title, data, xlabel) in enumerate((("vs batch size, T = 16", by_b, "batch B"),
+                                              ("vs sequence length, B = 32", by_t, "T"))):
+        x0 = pad_l + i * (pw + gap)
+        xs = sorted({x for d in data.values() for x in d})
+        if not xs:
+            continue
+        xlo, xhi = min(xs), max(xs)
+        lx = lambda x: x0 + (math.log(x) - math.log(xlo)) / (math.log(xhi) - math.log(xlo) or 1) * pw
+        ly = lambda y: pad_t + ph - (math.log(y) - math.log(ylo)) / (math.log(yhi) - math.log(ylo)) * ph
+        parts.append(f'<text x="{x0 + pw / 2}" y="{pad_t - 12}" text-anchor="middle">{title}</text>')
+        parts.append(f'<rect x="{x0}" y="{pad_t}" width="{pw}" height="{ph}" fill="none" '
+                     f'stroke="#444"/>')
+        e = math.log10(ylo)
+        while 10 ** e <= yhi * 1.0001:
+            for m in (1, 2, 5):
+                y = m * 10 ** e
+                if ylo <= y <= yhi:
+                    py = ly(y)
+                    parts.append(f'<line x1="{x0}" x2="{x0 + pw}" y1="{py:.1f}" y2="{py:.1f}" '
+                                 f'stroke="#ddd"/>')
+                    if i == 0 or m == 1:
+                        parts.append(f'<text x="{x0 - 6}" y="{py + 4:.1f}" text-anchor="end">'
+                                     f'{y:g}</text>')
+            e += 1
+        for x in xs:
+            px = lx(x)
+            parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{pad_t}" y2="{pad_t + ph}" '
+                         f'stroke="#eee"/>')
+            parts.append(f'<text x="{px:.1f}" y="{pad_t + ph + 16}" text-anchor="middle">{x}</text>')
+        parts.append(f'<text x="{x0 + pw / 2}" y="{pad_t + ph + 36}" text-anchor="middle">'
+                     f'{xlabel}</text>')
+        if i == 0:
+            parts.append(f'<text x="18" y="{pad_t + ph / 2}" text-anchor="middle" '
+                         f'transform="rotate(-90 18 {pad_t + ph / 2})">ms per step</text>')
+        for impl, d in sorted(data.items()):
+            pts = [(lx(x), ly(d[x])) for x in sorted(d) if d[x] > 0]
+            c = colors.get(impl, "#333")
+            parts.append('<polyline fill="none" stroke-width="2" stroke="%s" points="%s"/>' % (
+                c, " ".join(f"{px:.1f},{py:.1f}" for px, py in pts)))
+            for px, py in pts:
+                parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{c}"/>')
+    lx0 = pad_l + 10
+    for k, impl in enumerate(("attune", "pytorch")):
+        y = pad_t + 14 + 16 * k
+        parts.append(f'<line x1="{lx0}" x2="{lx0 + 20}" y1="{y}" y2="{y}" stroke="{colors[impl]}" '
+                     f'stroke-width="2"/><text x="{lx0 + 26}" y="{y + 4}">{impl}</text>')
+    parts.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(parts) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--gemm", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--svg", required=True)
+    ap.add_argument("--command", default="bench/run.sh")
+    a = ap.parse_args()
+    meta, rows = load(a.results)
+    m, end = meta.get("machine", {}), meta.get("end", {})
+    out = ["# Benchmark results", "",
+           "Written by `bench/report.py` from `bench/run.sh`; see bench/NOTES.md for the "
+           "profile and what was tried.", "",
+           "## Machine and run", "",
+           f"- CPU: {m.get('cpu', '?')}, {m.get('cores', '?')} cores (shared with other "
+           f"processes: load averages below)",
+           f"- date: {m.get('date', '?')} to {end.get('date', '?')} (UTC); kernel "
+           f"{m.get('kernel', '?')}; attune commit {m.get('commit', '?')} + working tree",
+           f"- threads: {m.get('threads', '?')} for every peer (attune session threads, "
+           f"torch.set_num_threads, ORT intra_op_num_threads); OMP_WAIT_POLICY="
+           f"{m.get('omp_wait_policy', '?')} for all; {m.get('rounds', '?')} interleaved rounds",
+           f"- peers: PyTorch {m.get('torch', '?')} (Debian python3-torch, eager, same OpenBLAS), "
+           f"ONNX Runtime {m.get('onnxruntime', '?')} (pip, CPU provider)",
+           f"- load average (1, 5, 15 min): {m.get('load_start', '?')} at the start, "
+           f"{end.get('load_end', '?')} at the end; per-run 1-min load: "
+           + ", ".join(sorted({str(r['load1']) for r in rows if r['section'] == 'train'}))
+           + " (training runs)",
+           f"- command: `{a.command}` (builds Release into build-bench; raw lines in "
+           f"build-bench/results.jsonl)", "",
+           "Model: the default joint NLU config (transformer encoder L = 2, emb 128, d 256, "
+           "4 heads, FFN 1024; G on: d_g 128, 1 layer; additive attention 128 in both "
+           "components; D: conv widths 3 and 5, 64 channels, FC 64; adv gan, hard D input; "
+           "dropout 0.2; AdamW, clip 5), vocabulary 10000 words, 72 slot labels, 7 intents, "
+           "3,544,144 parameters. A training step = one D update + one combined update "
+           "(phase 2, gan). Sentence lengths in a batch run from T/2 to T.", "",
+           "## 1. Training step (batch 32)", ""]
+    tr = train_table(rows, out)
+    out += ["", "## 2. Batch-1 inference of the saved model file", ""]
+    ir = infer_table(rows, out)
+    out += ["", "## 3. GEMM at the model's shapes: attune MatMul vs direct cblas_sgemm", ""]
+    gr = gemm_section(a.gemm, out)
+    out += ["", "## 4. Peak memory of a training run (ru_maxrss)", "",
+            "Growth = peak RSS minus the RSS after the model was built, before the first step "
+            "(PyTorch's includes the interpreter and libtorch, about 250 MB before any step).",
+            ""]
+    mr = memory_table(rows, out)
+    out += ["", "## 5. Scaling", "", "![step time vs batch and T](scaling.svg)", ""]
+    by_b, by_t = scaling_data(rows)
+    scaling_tables(by_b, by_t, out)
+    svg(by_b, by_t, a.svg)
+    out += ["## Against the targets", "",
+            "| target | measured | status |", "|---|---|---|"]
+    for T, r in sorted(tr.items()):
+        out.append(f"| training step B=32 T={T}: attune <= 0.7 x PyTorch | {fmt(r, 2)} x | "
+                   f"{verdict(r, TARGETS['train'])} |")
+    for T, r in sorted(ir.items()):
+        out.append(f"| inference B=1 T={T}: attune <= 1.0 x ORT | {fmt(r, 2)} x | "
+                   f"{verdict(r, TARGETS['infer'])} |")
+    for T, r in sorted(mr.items()):
+        out.append(f"| peak training memory T={T}: attune <= PyTorch | {fmt(r, 2)} x | "
+                   f"{verdict(r, TARGETS['memory'])} |")
+    if gr is not None:
+        out.append(f"| GEMM: attune MatMul >= 0.95 x OpenBLAS | lowest {gr:.2f} x | "
+                   f"{verdict(gr, TARGETS['gemm'], False)} |")
+    with open(a.out, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
