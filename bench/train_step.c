@@ -26,6 +26,12 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -158,11 +164,12 @@ int main(int argc, char **argv) {
     at_val fetch_m[3] = {p->loss_task, p->loss_reg, p->loss_adv};
     at_tensor out[3];
     double rss0 = rss_mib();
-    double *times = malloc((size_t)steps * sizeof *times);
+    double *times = malloc((size_t)steps * sizeof *times), *cpu = malloc((size_t)steps * sizeof *cpu);
+    if (!times || !cpu) return die("timing", "out of memory");
     double loss_d = 0, loss_task = 0;
     size_t arena = 0;
     for (int k = 0; k < warmup + steps; k++) {
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         for (int d = 0; do_d && d < cfg.d_steps; d++) {
             if (at_session_run(s, feeds, nf, &ud->loss, 1, out, ud->updates, ud->n))
                 return die("D step", at_session_error(s));
@@ -177,18 +184,20 @@ int main(int argc, char **argv) {
             size_t a = at_session_get_stats(s).arena_bytes;
             if (a > arena) arena = a;
         }
-        double t1 = now();
-        if (k >= warmup) times[k - warmup] = (t1 - t0) * 1e3;
+        double t1 = now(), c1 = cpu_now();
+        if (k >= warmup) times[k - warmup] = (t1 - t0) * 1e3, cpu[k - warmup] = (c1 - c0) * 1e3;
     }
     qsort(times, (size_t)steps, sizeof *times, cmp_d);
+    qsort(cpu, (size_t)steps, sizeof *cpu, cmp_d);
     printf("{\"impl\":\"attune\",\"encoder\":\"%s\",\"part\":\"%s\",\"batch\":%d,\"seq\":%d,"
            "\"threads\":%d,\"steps\":%d,\"median_ms\":%.3f,\"min_ms\":%.3f,\"max_ms\":%.3f,"
+           "\"cpu_ms\":%.3f,"
            "\"peak_rss_mb\":%.1f,\"rss_before_steps_mb\":%.1f,\"arena_mb\":%.1f,"
            "\"params\":%lld,\"build_s\":%.3f,\"loss_d\":%.4f,\"loss_task\":%.4f}\n",
-           encoder, part, B, T, threads, steps, times[steps / 2], times[0], times[steps - 1],
+           encoder, part, B, T, threads, steps, times[steps / 2], times[0], times[steps - 1], cpu[steps / 2],
            peak_mib(), rss0, (double)arena / (1024.0 * 1024.0),
            (long long)at_nlu_model_num_params(m, ~0u), t_build, loss_d, loss_task);
-    free(times);
+    free(times), free(cpu);
     free(tok), free(sl), free(len), free(it), free(mask);
     at_nlu_model_free(m);
     return 0;

@@ -462,11 +462,12 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
     at_epoch_free(&ep);
     if (st) return st;
     if (per_epoch == 0) return at_err_set(e, AT_E_INVALID, "training: no labelled sentences");
-    int64_t total = per_epoch * epochs, done = 0;
+    int first = phase == tr->o->first_phase && tr->o->start_epoch > 0 ? tr->o->start_epoch : 0;
+    int64_t total = per_epoch * epochs, done = per_epoch * first;
     if (tr->o->max_steps > 0 && total > tr->o->max_steps) total = tr->o->max_steps;
     int bad_epochs = 0;
 
-    for (int epoch = 1; !st && epoch <= epochs && !tr->stop && done < total; epoch++) {
+    for (int epoch = first + 1; !st && epoch <= epochs && !tr->stop && done < total; epoch++) {
         st = at_epoch_plan(&ep, tr->train, AT_SUBSET_LABELLED, AT_ORDER_BUCKET, cfg->batch,
                            cfg->seed, (uint64_t)(phase * 100000 + epoch), e);
         loss_acc acc = {0};
@@ -480,7 +481,7 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
             merge(&tr->f.b, &tr->lab, adv ? &tr->raw_unl : NULL);
             if (cfg->word_dropout > 0)
                 at_batch_word_dropout(&tr->f.b, cfg->word_dropout, AT_UNK_ID, cfg->seed,
-                                      (uint64_t)tr->res->steps);
+                                      at_session_step(tr->sess));
             lambda = phase > 0 && cfg->adv != AT_NLU_ADV_NONE
                          ? at_nlu_lambda(cfg, (double)done / (double)total)
                          : 0.0f;

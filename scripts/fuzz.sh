@@ -8,9 +8,10 @@
 #
 # Environment: FUZZ_SECONDS (per target, default 60), FUZZ_BUILD (default build-fuzz),
 # FUZZ_JOBS (parallel compiles, default nproc), FUZZ_CC (default clang), FUZZ_BUILD_ONLY=1.
-# New inputs the fuzzer finds go to $FUZZ_BUILD/corpus/<target>, not into the repo; a failing
-# input is kept as $FUZZ_BUILD/artifacts/<target>-crash-... with the log beside it. Reproduce
-# with: $FUZZ_BUILD/fuzz_<target> FILE
+# Seeds are fuzz/corpus/<target>; inputs that once found a bug are kept in fuzz/regress/<target>
+# and run first. New inputs the fuzzer finds go to $FUZZ_BUILD/corpus/<target>, not into the
+# repo; a failing input is kept as $FUZZ_BUILD/artifacts/<target>-crash-... and the log as
+# $FUZZ_BUILD/fuzz_<target>.log. Reproduce with: $FUZZ_BUILD/fuzz_<target> FILE
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -134,11 +135,14 @@ for t in "${targets[@]}"; do
     mkdir -p "$work" "fuzz/corpus/$t"
     dict=()
     [ -e "fuzz/$t.dict" ] && dict=(-dict="fuzz/$t.dict")
+    # Inputs that once failed (fuzz/regress/<target>) run first, with the seeds.
+    seeds_in=("fuzz/corpus/$t")
+    [ -d "fuzz/regress/$t" ] && seeds_in+=("fuzz/regress/$t")
     set +e
     # New inputs go into the first corpus folder (the build's), seeds are only read.
     "$B/fuzz_$t" -max_total_time="$SECS" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=30 \
         -max_len=65536 -print_final_stats=1 -artifact_prefix="$B/artifacts/$t-" "${dict[@]}" \
-        "$work" "fuzz/corpus/$t" >"$log" 2>&1
+        "$work" "${seeds_in[@]}" >"$log" 2>&1
     rc=$?
     set -e
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)

@@ -209,9 +209,13 @@ ok_if "epoch-end checkpoints" test -f "$T/ck/phase0-epoch001.ckpt.onnx" -a \
     -f "$T/ck/phase2-epoch001.ckpt.onnx"
 ok_if "step checkpoints" test -f "$T/ck/phase0-epoch001-step000004.ckpt.onnx"
 # resume: the phase-0 epoch budget (2) has one epoch left after the checkpoint
-expect 0 "wrote $T/r.onnx" train "$T/m.onnx" $D -o "$T/r.onnx" $TRAIN --metrics "$T/m.jsonl" \
+# (no --max-steps: it counts the steps of the epochs done before the checkpoint too)
+expect 0 "wrote $T/r.onnx" train "$T/m.onnx" $D -o "$T/r.onnx" --epochs0 2 --epochs1 1 \
+    --epochs2 1 --threads 1 --progress lines --metrics "$T/m.jsonl" \
     --resume "$T/ck/phase0-epoch001.ckpt.onnx"
-out_has "epochs: phase 0 1, phase 1 1, phase 2 1"
+out_has "epochs: phase 0 2, phase 1 1, phase 2 1"
+grep -q '^phase 0 epoch 2/2 ' "$T/err" && passed=$((passed + 1)) ||
+    fail "resume goes on with epoch 2 of phase 0"
 grep -q "resuming $T/ck/phase0-epoch001.ckpt.onnx: phase 0 after 1 epoch" "$T/err" &&
     passed=$((passed + 1)) || fail "resume names the checkpoint and its position"
 [ "$(wc -l <"$T/m.jsonl")" -eq 6 ] && passed=$((passed + 1)) || fail "--metrics appends on resume"

@@ -373,7 +373,6 @@ static void test_grl_sign(batch *bt) {
         CHECK(fabs(half - 0.5 * reversed) <= 1e-3 * fabs(reversed) + 1e-6,
               "GRL scales by lambda: %g vs %g", half, 0.5 * reversed);
     }
-    bt->lambda = 0.5f;
     free(g0);
     free(g1);
     at_nlu_model_free(m);

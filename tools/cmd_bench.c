@@ -106,8 +106,8 @@ static bool rbatch_alloc(rbatch *b, int64_t B, int64_t T) {
     return b->tokens && b->lengths && b->chars && b->slots && b->intents && b->mask;
 }
 
-static void rbatch_fill(rbatch *b, int64_t labelled, uint64_t *rng, int64_t words,
-                        int64_t chars, int64_t slots, int64_t intents) {
+static void rbatch_fill(rbatch *b, int64_t labelled, uint64_t *rng, int64_t words, int64_t chars,
+                        int64_t slots, int64_t intents) {
     int64_t T = b->T;
     for (int64_t r = 0; r < b->B; r++) {
         bool lab = r < labelled;

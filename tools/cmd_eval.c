@@ -73,8 +73,8 @@ int cmd_eval(int argc, char **argv) {
     at_status st = at_split_encode(s, at_nlu_model_vocab(m), &es, &e);
     if (st == AT_OK && (es.unk_intents || es.unk_slot_labels)) {
         char line[512];
-        fprintf(stderr, "attune: eval: note: %s\n", at_encode_stats_str(&es, s->path, line,
-                                                                       sizeof line));
+        fprintf(stderr, "attune: eval: note: %s\n",
+                at_encode_stats_str(&es, s->path, line, sizeof line));
     }
     if (st == AT_OK) st = at_metrics_new(&mt, &e);
     at_metrics_summary sum;
@@ -85,10 +85,9 @@ int cmd_eval(int argc, char **argv) {
     }
     if (json) {
         FILE *f = stdout;
-        fprintf(f,
-                "{\"intent_acc\":%.4f,\"slot_f1\":%.4f,\"sentence_acc\":%.4f,\"token_acc\":%.4f,",
-                100 * sum.intent_acc, 100 * sum.slots.f1, 100 * sum.sentence_acc,
-                100 * sum.token_acc);
+        fprintf(
+            f, "{\"intent_acc\":%.4f,\"slot_f1\":%.4f,\"sentence_acc\":%.4f,\"token_acc\":%.4f,",
+            100 * sum.intent_acc, 100 * sum.slots.f1, 100 * sum.sentence_acc, 100 * sum.token_acc);
         json_prf(f, "slot_", &sum.slots, false);
         fprintf(f,
                 ",\"sentences\":%lld,\"intent_correct\":%lld,\"sentence_correct\":%lld,"

@@ -141,8 +141,7 @@ static int write_heatmap(const char *path, const at_nlu_model *m, const at_split
     /* Column labels: the key tokens, slanted. */
     for (int64_t t = 0; t < n; t++) {
         double x = left + cell * ((double)t + 0.5);
-        fprintf(f, "<text transform='translate(%.1f,%.1f) rotate(-45)' class='t'>", x + 4,
-                top - 6);
+        fprintf(f, "<text transform='translate(%.1f,%.1f) rotate(-45)' class='t'>", x + 4, top - 6);
         cli_xml_str(f, tok[t]);
         fprintf(f, "</text>\n");
     }
@@ -159,8 +158,9 @@ static int write_heatmap(const char *path, const at_nlu_model *m, const at_split
         cli_xml_str(f, tok[t]);
         fprintf(f, ": %.4f</title></rect>\n", w);
         if (cell >= 24)
-            fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' class='v' fill='%s'>%.2f"
-                       "</text>\n",
+            fprintf(f,
+                    "<text x='%.1f' y='%.1f' text-anchor='middle' class='v' fill='%s'>%.2f"
+                    "</text>\n",
                     left + cell * ((double)t + 0.5), bar_y + cell / 2 + 3,
                     w / imax > 0.6 ? "white" : "#222", w);
     }
@@ -174,8 +174,8 @@ static int write_heatmap(const char *path, const at_nlu_model *m, const at_split
         fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end' class='t'>", left - 8,
                 y + cell / 2 + 4);
         cli_xml_str(f, tok[r]);
-        fprintf(f, "</text>\n<text x='%.1f' y='%.1f' class='s'>",
-                left + cell * (double)n + 8, y + cell / 2 + 4);
+        fprintf(f, "</text>\n<text x='%.1f' y='%.1f' class='s'>", left + cell * (double)n + 8,
+                y + cell / 2 + 4);
         cli_xml_str(f, at_vocab_str(v->slots, p->slots[r]));
         fprintf(f, "</text>\n");
         for (int64_t c = 0; c < n; c++) {
@@ -203,8 +203,8 @@ static int write_heatmap(const char *path, const at_nlu_model *m, const at_split
         const char *names[2] = {"s intent (mean)", "s entity (mean)"};
         for (int k = 0; k < 2; k++) {
             double y = s_y + cell * k;
-            fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end' class='t'>%s</text>\n",
-                    left - 8, y + cell / 2 + 4, names[k]);
+            fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end' class='t'>%s</text>\n", left - 8,
+                    y + cell / 2 + 4, names[k]);
             for (int64_t t = 0; t < n; t++) {
                 diverging((rows[k][t] - 1) / sdev, col, sizeof col);
                 fprintf(f,
@@ -391,8 +391,7 @@ static int predict_stdin(at_nlu_model *m, pred_opts *o) {
                 if (rest)
                     rc = cli_fail(cli_exit_for_input(st), CMD, "stdin:%ld:%s", lineno, rest);
                 else
-                    rc = cli_fail(cli_exit_for_input(st), CMD, "stdin line %ld: %s", lineno,
-                                  e.msg);
+                    rc = cli_fail(cli_exit_for_input(st), CMD, "stdin line %ld: %s", lineno, e.msg);
                 break;
             }
             if (len + (size_t)r + 2 > cap) {

@@ -1,14 +1,13 @@
 /* attune train: trains a model file (or a model built from options) on a dataset folder through
  * at_nlu_train, with a progress display, checkpoints, JSON-line metrics and an SVG of the curves.
  *
- * Resuming (--resume CHECKPOINT) restores what the trainer lets a caller restore: every
- * parameter and optimizer state value, the session's step (the random streams of dropout), the
- * phase, and the epochs that phase had completed, so training goes on with the epochs left.
- * at_nlu_train has no way to start inside an epoch or to take over the schedule's position, so
- * a checkpoint written inside an epoch redoes that epoch from its start, the remaining epochs see
- * the batch orders of the phase's first epochs, the lambda_p schedule of the phase starts again,
- * and early stopping and model selection start afresh (the best model before the checkpoint is
- * not remembered). */
+ * Resuming (--resume CHECKPOINT) restores every parameter and optimizer state value, the
+ * session's step (the random streams of dropout and word dropout), the phase, and the epochs
+ * that phase had completed (at_nlu_train_opts.start_epoch: the epochs left get their own batch
+ * orders and lambda_p goes on where it was). What at_nlu_train cannot take over: a position
+ * inside an epoch (a checkpoint written inside one redoes that epoch from its start), the
+ * position in the stream of unlabelled batches, and the early-stopping count and best model so
+ * far (model selection starts afresh with the resumed run). */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -87,9 +86,8 @@ typedef enum show_mode { SHOW_NONE, SHOW_LINES, SHOW_BAR } show_mode;
 typedef struct prog {
     show_mode show;
     at_nlu_model *m;
-    /* global steps before this run (resume) and the epoch offset of the resumed phase */
+    /* global steps before this run (resume) */
     int64_t step_offset;
-    int resume_phase, epoch_offset;
     /* the previous call */
     int64_t prev_global;
     int prev_phase, prev_epoch;
@@ -105,7 +103,6 @@ typedef struct prog {
     const char *ckpt_dir;
     int64_t ckpt_every;
     uint64_t seed;
-    char *full_config; /* resume: the config text with the phase's whole epoch budget */
     int n_ckpt;
     char last_ckpt[4096];
     char ckpt_err[5400];
@@ -150,7 +147,7 @@ static void losses_text(const at_nlu_progress *pr, char *buf, size_t cap) {
 
 static bool save_checkpoint(prog *p, const at_nlu_progress *pr, bool epoch_end) {
     at_session *s = at_nlu_model_session(p->m, NULL);
-    int epoch = pr->epoch + (pr->phase == p->resume_phase ? p->epoch_offset : 0);
+    int epoch = pr->epoch;
     at_checkpoint_info info = {
         .step = s ? at_session_step(s) : 0,
         .epoch = epoch_end ? epoch : epoch - 1,
@@ -169,7 +166,6 @@ static bool save_checkpoint(prog *p, const at_nlu_progress *pr, bool epoch_end) 
     at_graph *g = at_nlu_model_graph(p->m);
     snprintf(num, sizeof num, "%lld", (long long)(epoch_end ? global : global - pr->step));
     at_graph_set_meta(g, "attune.train.global_step", num);
-    if (p->full_config) at_graph_set_meta(g, "attune.nlu.config", p->full_config);
     at_err e = {0};
     if (at_nlu_checkpoint_save(p->m, &info, path, &e) != AT_OK) {
         snprintf(p->ckpt_err, sizeof p->ckpt_err, "writing checkpoint %s: %s", path, e.msg);
@@ -250,7 +246,8 @@ static bool on_progress(const at_nlu_progress *pr, void *user) {
             losses_text(pr, buf, sizeof buf);
             fprintf(stderr, "\r\033[Kphase %d epoch %d/%d [%s] %lld/%lld  %s  %.1f steps/s  ETA %s",
                     pr->phase, pr->epoch, pr->epochs, bar, (long long)pr->step,
-                    (long long)pr->steps, buf, speed, fmt_time((double)left / speed, tb, sizeof tb));
+                    (long long)pr->steps, buf, speed,
+                    fmt_time((double)left / speed, tb, sizeof tb));
             fflush(stderr);
             p->bar_open = true;
             p->last_print = t;
@@ -268,8 +265,7 @@ static bool on_progress(const at_nlu_progress *pr, void *user) {
     } else {
         epoch_pt ep = {.x = (double)x,
                        .phase = pr->phase,
-                       .epoch = pr->epoch +
-                                (pr->phase == p->resume_phase ? p->epoch_offset : 0),
+                       .epoch = pr->epoch,
                        .intent = NAN,
                        .slot_f1 = NAN,
                        .sentence = NAN,
@@ -290,8 +286,8 @@ static bool on_progress(const at_nlu_progress *pr, void *user) {
                          ep.intent, ep.slot_f1, ep.sentence, pr->improved ? " *" : "");
             double speed = p->step_time > 0 ? (double)p->step_count / p->step_time : NAN;
             fprintf(stderr, "phase %d epoch %d/%d  %lld steps  %s%s | %.1f steps/s  %s\n",
-                    pr->phase, ep.epoch, pr->epochs + (pr->phase == p->resume_phase ? p->epoch_offset : 0),
-                    (long long)pr->steps, buf, v, speed, fmt_time(pr->elapsed_s, eb, sizeof eb));
+                    pr->phase, ep.epoch, pr->epochs, (long long)pr->steps, buf, v, speed,
+                    fmt_time(pr->elapsed_s, eb, sizeof eb));
             fflush(stderr);
             p->last_print = t;
         }
@@ -353,8 +349,7 @@ static void draw_ticks(FILE *f, const axis *x, const axis *y, double top, double
                     left, py, right, py, left - 4, py + 4, v);
         }
     }
-    fprintf(f,
-            "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#888'/>\n",
+    fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#888'/>\n",
             left, top, right - left, bottom - top);
 }
 
@@ -362,10 +357,12 @@ static void phase_lines(FILE *f, const prog *p, const axis *x, double top, doubl
     for (int ph = 1; ph < 3; ph++) {
         if (p->phase_start[ph] < 0 || p->phase_start[ph] <= x->lo) continue;
         double px = ax_map(x, (double)p->phase_start[ph] + 0.5);
+        /* Written down along the line, so labels of nearby phases do not collide. */
         fprintf(f,
                 "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#999' "
-                "stroke-dasharray='4,3'/>\n<text x='%.1f' y='%.1f' class='t'>phase %d</text>\n",
-                px, top, px, bottom, px + 3, top + 12, ph);
+                "stroke-dasharray='4,3'/>\n<text transform='translate(%.1f,%.1f) rotate(90)' "
+                "class='t' fill-opacity='0.8'>phase %d</text>\n",
+                px, top, px, bottom, px + 3, (top + bottom) / 2, ph);
     }
 }
 
@@ -424,8 +421,9 @@ static int write_plot(const char *path, const prog *p, const char *title) {
     bool logy = ylo > 0 && yhi / ylo > 20;
     axis y1 = {logy ? pow(10, floor(log10(ylo))) : 0, logy ? pow(10, ceil(log10(yhi))) : yhi * 1.05,
                logy, b1, t1};
-    fprintf(f, "<text x='%.0f' y='%.0f' class='t'>losses by step (mean of each bucket of %lld "
-               "step%s)%s</text>\n",
+    fprintf(f,
+            "<text x='%.0f' y='%.0f' class='t'>losses by step (mean of each bucket of %lld "
+            "step%s)%s</text>\n",
             left, t1 - 6, (long long)per, per == 1 ? "" : "s", logy ? ", log scale" : "");
     draw_ticks(f, &x1, &y1, t1, b1, left, right);
     phase_lines(f, p, &x1, t1, b1);
@@ -438,8 +436,9 @@ static int write_plot(const char *path, const prog *p, const char *title) {
             if (!isfinite(v) || (logy && v <= 0)) continue;
             fprintf(f, "%.1f,%.1f ", ax_map(&x1, bx[b]), ax_map(&y1, v));
         }
-        fprintf(f, "'/>\n<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='%s' "
-                   "stroke-width='3'/><text x='%.0f' y='%.0f' class='t'>%s</text>\n",
+        fprintf(f,
+                "'/>\n<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='%s' "
+                "stroke-width='3'/><text x='%.0f' y='%.0f' class='t'>%s</text>\n",
                 right + 12, t1 + 10 + 18 * row, right + 30, t1 + 10 + 18 * row, colors[k],
                 right + 36, t1 + 14 + 18 * row, names[k]);
         row++;
@@ -460,8 +459,9 @@ static int write_plot(const char *path, const prog *p, const char *title) {
     mlo = floor(mlo / 10) * 10;
     if (mlo > 90) mlo = 90;
     axis y2 = {mlo, 100, false, b2, t2};
-    fprintf(f, "<text x='%.0f' y='%.0f' class='t'>validation metrics by epoch (%%; a ring marks "
-               "each new best)</text>\n",
+    fprintf(f,
+            "<text x='%.0f' y='%.0f' class='t'>validation metrics by epoch (%%; a ring marks "
+            "each new best)</text>\n",
             left, t2 - 6);
     draw_ticks(f, &x2, &y2, t2, b2, left, right);
     phase_lines(f, p, &x2, t2, b2);
@@ -488,18 +488,18 @@ static int write_plot(const char *path, const prog *p, const char *title) {
                     ax_map(&x2, e->x), ax_map(&y2, v), e->best ? "4.5" : "2.5",
                     e->best ? "white" : mcolors[k], mcolors[k], e->phase, e->epoch, mnames[k], v);
         }
-        fprintf(f, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='%s' "
-                   "stroke-width='3'/><text x='%.0f' y='%.0f' class='t'>%s</text>\n",
-                right + 12, t2 + 10 + 18 * k, right + 30, t2 + 10 + 18 * k, mcolors[k],
-                right + 36, t2 + 14 + 18 * k, mnames[k]);
+        fprintf(f,
+                "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='%s' "
+                "stroke-width='3'/><text x='%.0f' y='%.0f' class='t'>%s</text>\n",
+                right + 12, t2 + 10 + 18 * k, right + 30, t2 + 10 + 18 * k, mcolors[k], right + 36,
+                t2 + 14 + 18 * k, mnames[k]);
     }
     fprintf(f, "<text x='%.0f' y='%.0f' text-anchor='middle' class='t'>training step</text>\n",
             (left + right) / 2, H - 8);
     fprintf(f, "</svg>\n");
     bool err = ferror(f) != 0;
     if (fclose(f) != 0 || err)
-        return cli_fail(CLI_EXIT_FAIL, CMD, "--plot %s: writing failed: %s", path,
-                        strerror(errno));
+        return cli_fail(CLI_EXIT_FAIL, CMD, "--plot %s: writing failed: %s", path, strerror(errno));
     return CLI_EXIT_OK;
 }
 
@@ -653,8 +653,7 @@ int cmd_train(int argc, char **argv) {
     at_nlu_model *m = NULL;
     at_split *train = NULL, *valid = NULL, *unl = NULL;
     FILE *mf = NULL;
-    prog p = {.prev_global = -1, .prev_phase = -1, .resume_phase = -1,
-              .phase_start = {-1, -1, -1}};
+    prog p = {.prev_global = -1, .prev_phase = -1, .phase_start = {-1, -1, -1}};
     at_checkpoint_info info = {0};
     int64_t resume_global = 0;
 
@@ -694,22 +693,12 @@ int cmd_train(int argc, char **argv) {
 
     at_nlu_config cfg = m ? *at_nlu_model_config(m) : at_nlu_config_default();
     if ((rc = cli_cfg_apply(CMD, &co, &cfg)) != CLI_CONTINUE) goto done;
+    int start_epoch = 0;
     if (t.resume) {
         /* Go on in the checkpoint's phase with the epochs it had left. */
         if (!t.phases) first = info.phase;
-        if (info.phase >= 0 && info.phase < 3 && first == info.phase) {
-            int done_epochs = (int)(info.epoch < 0 ? 0 : info.epoch);
-            at_err e = {0};
-            /* Files keep the whole budget; the model trains with what is left. */
-            if (at_nlu_config_to_string(&cfg, &p.full_config, &e) != AT_OK) {
-                rc = cli_fail(CLI_EXIT_FAIL, CMD, "%s", e.msg);
-                goto done;
-            }
-            p.resume_phase = info.phase;
-            p.epoch_offset = done_epochs < cfg.epochs[info.phase] ? done_epochs
-                                                                  : cfg.epochs[info.phase];
-            cfg.epochs[info.phase] -= p.epoch_offset;
-        }
+        if (first == info.phase && info.epoch > 0)
+            start_epoch = info.epoch < 100000 ? (int)info.epoch : 100000;
         p.step_offset = resume_global;
     }
     if (m) {
@@ -769,14 +758,15 @@ int cmd_train(int argc, char **argv) {
         if (valid) fprintf(stderr, ", %lld valid", (long long)valid->n);
         fputc('\n', stderr);
         if (t.resume)
-            fprintf(stderr, "resuming %s: phase %d after %d epoch%s, session step %llu\n",
-                    t.resume, info.phase, p.epoch_offset, p.epoch_offset == 1 ? "" : "s",
+            fprintf(stderr, "resuming %s: phase %d after %d epoch%s, session step %llu\n", t.resume,
+                    info.phase, start_epoch, start_epoch == 1 ? "" : "s",
                     (unsigned long long)info.step);
     }
 
     at_nlu_train_opts o = at_nlu_train_defaults();
     o.first_phase = first;
     o.last_phase = last;
+    o.start_epoch = start_epoch;
     o.progress = on_progress;
     o.user = &p;
     o.metrics = mf;
@@ -789,15 +779,13 @@ int cmd_train(int argc, char **argv) {
     signal(SIGINT, old_int);
     bar_clear(&p);
     if (st != AT_OK) {
-        rc = cli_fail(st == AT_E_NUMERIC ? CLI_EXIT_FAIL : cli_exit_for_work(st), CMD, "%s",
-                      e.msg);
+        rc = cli_fail(st == AT_E_NUMERIC ? CLI_EXIT_FAIL : cli_exit_for_work(st), CMD, "%s", e.msg);
         goto done;
     }
     if (p.failed) {
         rc = cli_fail(CLI_EXIT_FAIL, CMD, "%s", p.ckpt_err[0] ? p.ckpt_err : "out of memory");
         goto done;
     }
-    if (p.full_config) at_graph_set_meta(at_nlu_model_graph(m), "attune.nlu.config", p.full_config);
     st = at_nlu_save(m, t.out, &e);
     if (st != AT_OK) {
         rc = cli_fail(CLI_EXIT_FAIL, CMD, "writing %s: %s", t.out, e.msg);
@@ -814,27 +802,26 @@ int cmd_train(int argc, char **argv) {
            res.epochs_run[2]);
     if (res.best_phase >= 0)
         printf("best on valid: phase %d epoch %d: intent %.2f  slot F1 %.2f  sentence %.2f\n",
-               res.best_phase,
-               res.best_epoch + (res.best_phase == p.resume_phase ? p.epoch_offset : 0),
-               100 * res.best_valid.intent_acc, 100 * res.best_valid.slots.f1,
-               100 * res.best_valid.sentence_acc);
+               res.best_phase, res.best_epoch, 100 * res.best_valid.intent_acc,
+               100 * res.best_valid.slots.f1, 100 * res.best_valid.sentence_acc);
     if (isfinite(res.last_loss_d))
         printf("D loss in the last epoch: %.4f (chance: 2 ln 2 = 1.3863)\n", res.last_loss_d);
-    if (p.n_ckpt) printf("%d checkpoint%s in %s (last: %s)\n", p.n_ckpt, p.n_ckpt == 1 ? "" : "s",
-                         t.ckpt_dir, p.last_ckpt);
+    if (p.n_ckpt)
+        printf("%d checkpoint%s in %s (last: %s)\n", p.n_ckpt, p.n_ckpt == 1 ? "" : "s", t.ckpt_dir,
+               p.last_ckpt);
     if (t.plot) printf("wrote %s\n", t.plot);
     printf("wrote %s\n", t.out);
     rc = CLI_EXIT_OK;
     if (g_interrupted)
-        rc = cli_fail(CLI_EXIT_FAIL, CMD, "interrupted after %lld steps; %s holds the best model "
-                                          "so far",
+        rc = cli_fail(CLI_EXIT_FAIL, CMD,
+                      "interrupted after %lld steps; %s holds the best model "
+                      "so far",
                       (long long)res.steps, t.out);
 done:
     if (mf && fclose(mf) != 0 && rc == CLI_EXIT_OK)
         rc = cli_fail(CLI_EXIT_FAIL, CMD, "--metrics %s: %s", t.metrics, strerror(errno));
     free(p.pts);
     free(p.eps);
-    free(p.full_config);
     at_split_free(train);
     at_split_free(valid);
     at_split_free(unl);

@@ -69,7 +69,8 @@ void cli_cfg_init(cli_cfg_opts *o) {
                "generator and the discriminator off (the ablation)");
     ROW_INT(A, "layers", "layers", d.layers, 1, 8, "encoder layers L");
     ROW_CHOICE(A, "encoder", "kind", d.encoder == AT_NLU_BILSTM ? "bilstm" : "transformer",
-               "transformer|bilstm", "encoder layer kind (pre-LN transformer, or bidirectional LSTM)");
+               "transformer|bilstm",
+               "encoder layer kind (pre-LN transformer, or bidirectional LSTM)");
     ROW_INT(A, "emb_dim", "emb", d.emb_dim, 1, 65536, "word embedding size");
     ROW_INT(A, "d_model", "dim", d.d_model, 2, 65536,
             "encoder width d (a bilstm layer has d/2 per direction)");
@@ -347,8 +348,8 @@ int cli_read_split(const char *cmd, const char *dir, const char *sub, at_split *
 int cli_load_model(const char *cmd, const char *path, at_checkpoint_info *ckpt_info,
                    at_nlu_model **out) {
     at_err e = {0};
-    at_status st = ckpt_info ? at_nlu_checkpoint_load(out, ckpt_info, path, &e)
-                             : at_nlu_load(out, path, &e);
+    at_status st =
+        ckpt_info ? at_nlu_checkpoint_load(out, ckpt_info, path, &e) : at_nlu_load(out, path, &e);
     if (st == AT_OK) return CLI_CONTINUE;
     *out = NULL;
     int code = cli_exit_for_input(st);

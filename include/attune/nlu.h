@@ -265,6 +265,10 @@ typedef bool (*at_nlu_progress_fn)(const at_nlu_progress *p, void *user);
 
 typedef struct at_nlu_train_opts {
     int first_phase, last_phase; /* inclusive, default 0 .. 2; phases with no work are skipped */
+    /* Resuming (from at_nlu_checkpoint_load, after at_session_set_step with the checkpoint's
+     * step): epochs of first_phase already done; the phase goes on from the next one, with
+     * lambda_p where it was. */
+    int start_epoch;
     at_nlu_progress_fn progress; /* called after every step and at every epoch end */
     void *user;
     FILE *metrics;      /* JSON lines, one an epoch (NULL: none) */
