@@ -82,13 +82,20 @@ int main(int argc, char **argv) {
             continue;
         }
         if (!v) return die("usage", "a flag lacks its value");
-        if (!strcmp(a, "--model")) path = v;
-        else if (!strcmp(a, "--seq")) T = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--reps")) reps = atoi(v);
-        else if (!strcmp(a, "--warmup")) warmup = atoi(v);
-        else if (!strcmp(a, "--encoder")) encoder = v;
-        else return die("usage", a);
+        if (!strcmp(a, "--model"))
+            path = v;
+        else if (!strcmp(a, "--seq"))
+            T = atoi(v);
+        else if (!strcmp(a, "--threads"))
+            threads = atoi(v);
+        else if (!strcmp(a, "--reps"))
+            reps = atoi(v);
+        else if (!strcmp(a, "--warmup"))
+            warmup = atoi(v);
+        else if (!strcmp(a, "--encoder"))
+            encoder = v;
+        else
+            return die("usage", a);
         i++;
     }
     if (!path || T < 1 || reps < 1) return die("usage", "--model PATH, --seq >= 1, --reps >= 1");
@@ -116,12 +123,16 @@ int main(int argc, char **argv) {
     for (int i = 0; i < at_graph_num_inputs(g) && nf < 8; i++) {
         at_val v = at_graph_input(g, i);
         const char *name = at_value_name(g, v);
-        if (!strcmp(name, "tokens")) feeds[nf++] = (at_feed){v, {AT_I64, AT_SHAPE(1, T), tok}};
-        else if (!strcmp(name, "mask")) feeds[nf++] = (at_feed){v, {AT_F32, AT_SHAPE(1, T), mask}};
-        else if (!strcmp(name, "lengths")) feeds[nf++] = (at_feed){v, {AT_I64, AT_SHAPE(1), len}};
+        if (!strcmp(name, "tokens"))
+            feeds[nf++] = (at_feed){v, {AT_I64, AT_SHAPE(1, T), tok}};
+        else if (!strcmp(name, "mask"))
+            feeds[nf++] = (at_feed){v, {AT_F32, AT_SHAPE(1, T), mask}};
+        else if (!strcmp(name, "lengths"))
+            feeds[nf++] = (at_feed){v, {AT_I64, AT_SHAPE(1), len}};
         else if (!strcmp(name, "training"))
             feeds[nf++] = (at_feed){v, {AT_BOOL, AT_SCALAR, &training}};
-        else return die("inputs", name);
+        else
+            return die("inputs", name);
     }
     int no = at_graph_num_outputs(g);
     at_val fetch[16];

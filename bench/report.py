@@ -51,23 +51,28 @@ def group(rows, section, key):
     return g
 
 
-def train_table(rows, out):
-    g = group(rows, "train", ("seq",))
+def train_table(rows, out, section="train", target=True):
+    g = group(rows, section, ("seq",))
     seqs = sorted({k[1] for k in g})
     out.append("| B x T | attune median ms | PyTorch median ms | ratio attune/PyTorch | "
-               "attune min | PyTorch min | per-round ratios | target <= 0.7 |")
-    out.append("|---|---|---|---|---|---|---|---|")
+               "attune min | PyTorch min | per-round ratios | attune CPU ms | PyTorch CPU ms | "
+               "CPU ratio |" + (" target <= 0.7 |" if target else ""))
+    out.append("|---|---|---|---|---|---|---|---|---|---|" + ("---|" if target else ""))
     ratios = {}
     for T in seqs:
         a, p = g.get(("attune", T), []), g.get(("pytorch", T), [])
         am, pm = med([r["median_ms"] for r in a]), med([r["median_ms"] for r in p])
+        ac = med([r["cpu_ms"] for r in a if "cpu_ms" in r])
+        pc = med([r["cpu_ms"] for r in p if "cpu_ms" in r])
         per = [x["median_ms"] / y["median_ms"] for x, y in zip(a, p)]
         ratio = am / pm if pm else float("nan")
         ratios[T] = ratio
         out.append(f"| 32 x {T} | {fmt(am)} | {fmt(pm)} | **{fmt(ratio, 2)}** | "
                    f"{fmt(min(r['min_ms'] for r in a) if a else None)} | "
                    f"{fmt(min(r['min_ms'] for r in p) if p else None)} | "
-                   f"{', '.join(fmt(x, 2) for x in per)} | {verdict(ratio, TARGETS['train'])} |")
+                   f"{', '.join(fmt(x, 2) for x in per)} | {fmt(ac)} | {fmt(pc)} | "
+                   f"{fmt(ac / pc if pc else float('nan'), 2)} |"
+                   + (f" {verdict(ratio, TARGETS['train'])} |" if target else ""))
     act = [r for r in rows if r["section"] == "train_active"]
     if act:
         a = [r for r in act if r["impl"] == "attune"]
@@ -99,10 +104,13 @@ def infer_table(rows, out):
                    f"{fmt(op, 3)} | {fmt(ap / op if op else float('nan'), 2)} | "
                    f"{', '.join(fmt(x, 2) for x in per)} | {verdict(ratio, TARGETS['infer'])} |")
     if g:
-        same = {round(r["out0"], 4) for rs in g.values() for r in rs}
+        agree = []
+        for T in seqs:
+            vals = {round(r["out0"], 4) for k, rs in g.items() if k[1] == T for r in rs}
+            agree.append(f"T = {T}: " + ("yes" if len(vals) == 1 else f"no ({sorted(vals)})"))
         out.append("")
-        out.append("Both runtimes give the same first intent logit on the same file: "
-                   + ("yes" if len(same) == 1 else f"no ({sorted(same)})") + ".")
+        out.append("Both runtimes give the same first intent logit on the same file and input "
+                   "(to 4 decimals): " + "; ".join(agree) + ".")
     return ratios
 
 
@@ -283,6 +291,12 @@ def main():
            "(phase 2, gan). Sentence lengths in a batch run from T/2 to T.", "",
            "## 1. Training step (batch 32)", ""]
     tr = train_table(rows, out)
+    out += ["", "CPU ms = process CPU time per step (user + system, all threads): less "
+            "sensitive than wall time to the other processes on the machine, but it also counts "
+            "threads spinning while they wait."]
+    if any(r["section"] == "train_t1" for r in rows):
+        out += ["", "The same at 1 thread (both peers), for reference (no target):", ""]
+        train_table(rows, out, "train_t1", target=False)
     out += ["", "## 2. Batch-1 inference of the saved model file", ""]
     ir = infer_table(rows, out)
     out += ["", "## 3. GEMM at the model's shapes: attune MatMul vs direct cblas_sgemm", ""]

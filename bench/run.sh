@@ -88,6 +88,17 @@ if [ $QUICK = 0 ]; then
     OMP_WAIT_POLICY=active tagged train_active $TJ --batch 32 --seq 16 --threads "$THREADS" --steps $TRAIN_STEPS --warmup 3
 fi
 
+# The same at 1 thread, for reference (no thread pools to wait on).
+if [ $QUICK = 0 ]; then
+    for r in 1 2; do
+        for T in 16 48; do
+            log "train at 1 thread, round $r T=$T"
+            tagged train_t1 "$TS" --batch 32 --seq $T --threads 1 --steps $TRAIN_STEPS --warmup 2
+            tagged train_t1 $TJ --batch 32 --seq $T --threads 1 --steps $TRAIN_STEPS --warmup 2
+        done
+    done
+fi
+
 # 2: batch-1 inference on the same file.
 MODEL=$BUILD/bench_nlu.onnx
 "$BUILD/bench_infer" --model "$MODEL" --export --reps 1 --warmup 0 >/dev/null

@@ -6,9 +6,10 @@
  *
  *   bench_train_step [--batch 32] [--seq 16] [--threads 2] [--steps 20] [--warmup 3]
  *                    [--encoder transformer|bilstm] [--words 10000] [--slots 72]
- *                    [--intents 7] [--part step|d|main]
+ *                    [--intents 7] [--part step|d|main] [--blas-threads N]
  *
- * --part d or main times only that half (for profiling). Prints one JSON line. */
+ * --part d or main times only that half (for profiling); --blas-threads overrides the
+ * OpenBLAS thread count the session set (a diagnostic). Prints one JSON line. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@
 #include "attune/graph.h"
 #include "attune/nlu.h"
 #include "attune/session.h"
+
+extern void openblas_set_num_threads(int); /* --blas-threads: a diagnostic, see NOTES.md */
 
 static double now(void) {
     struct timespec ts;
@@ -88,23 +91,36 @@ static at_status make_vocab(at_nlu_vocab *v, int words, int slots, int intents, 
 }
 
 int main(int argc, char **argv) {
-    int B = 32, T = 16, threads = 2, steps = 20, warmup = 3, words = 10000, slots = 72,
-        intents = 7;
+    int B = 32, T = 16, threads = 2, steps = 20, warmup = 3, words = 10000, slots = 72, intents = 7,
+        blas_threads = 0;
     const char *encoder = "transformer", *part = "step";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return die("usage", "every flag takes a value");
-        if (!strcmp(a, "--batch")) B = atoi(v);
-        else if (!strcmp(a, "--seq")) T = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--steps")) steps = atoi(v);
-        else if (!strcmp(a, "--warmup")) warmup = atoi(v);
-        else if (!strcmp(a, "--encoder")) encoder = v;
-        else if (!strcmp(a, "--words")) words = atoi(v);
-        else if (!strcmp(a, "--slots")) slots = atoi(v);
-        else if (!strcmp(a, "--intents")) intents = atoi(v);
-        else if (!strcmp(a, "--part")) part = v;
-        else return die("usage", a);
+        if (!strcmp(a, "--batch"))
+            B = atoi(v);
+        else if (!strcmp(a, "--seq"))
+            T = atoi(v);
+        else if (!strcmp(a, "--threads"))
+            threads = atoi(v);
+        else if (!strcmp(a, "--steps"))
+            steps = atoi(v);
+        else if (!strcmp(a, "--warmup"))
+            warmup = atoi(v);
+        else if (!strcmp(a, "--encoder"))
+            encoder = v;
+        else if (!strcmp(a, "--words"))
+            words = atoi(v);
+        else if (!strcmp(a, "--slots"))
+            slots = atoi(v);
+        else if (!strcmp(a, "--intents"))
+            intents = atoi(v);
+        else if (!strcmp(a, "--part"))
+            part = v;
+        else if (!strcmp(a, "--blas-threads"))
+            blas_threads = atoi(v);
+        else
+            return die("usage", a);
         i++;
     }
     if (B < 1 || T < 1 || steps < 1 || warmup < 0 || threads < 0) return die("usage", "bad size");
@@ -124,6 +140,7 @@ int main(int argc, char **argv) {
     so.threads = threads;
     if (at_nlu_model_set_session(m, &so, &e)) return die("session", e.msg);
     at_session *s = at_nlu_model_session(m, &e);
+    if (blas_threads > 0) openblas_set_num_threads(blas_threads); /* after the session's own */
     const at_nlu_net *n = at_nlu_model_net(m);
     const at_nlu_update_set *ud = &n->steps[AT_NLU_STEP_D], *um = &n->steps[AT_NLU_STEP_P2];
     if (ud->n == 0 || um->n == 0) return die("model", "no D or P2 update set");
@@ -164,16 +181,19 @@ int main(int argc, char **argv) {
     at_val fetch_m[3] = {p->loss_task, p->loss_reg, p->loss_adv};
     at_tensor out[3];
     double rss0 = rss_mib();
-    double *times = malloc((size_t)steps * sizeof *times), *cpu = malloc((size_t)steps * sizeof *cpu);
+    double *times = malloc((size_t)steps * sizeof *times),
+           *cpu = malloc((size_t)steps * sizeof *cpu);
     if (!times || !cpu) return die("timing", "out of memory");
     double loss_d = 0, loss_task = 0;
     size_t arena = 0;
+    int nodes_d = 0, nodes_main = 0;
     for (int k = 0; k < warmup + steps; k++) {
         double t0 = now(), c0 = cpu_now();
         for (int d = 0; do_d && d < cfg.d_steps; d++) {
             if (at_session_run(s, feeds, nf, &ud->loss, 1, out, ud->updates, ud->n))
                 return die("D step", at_session_error(s));
             loss_d = ((const float *)out[0].data)[0];
+            nodes_d = at_session_get_stats(s).nodes_run;
             size_t a = at_session_get_stats(s).arena_bytes;
             if (a > arena) arena = a;
         }
@@ -181,6 +201,7 @@ int main(int argc, char **argv) {
             if (at_session_run(s, feeds, nf, fetch_m, 3, out, um->updates, um->n))
                 return die("combined step", at_session_error(s));
             loss_task = ((const float *)out[0].data)[0];
+            nodes_main = at_session_get_stats(s).nodes_run;
             size_t a = at_session_get_stats(s).arena_bytes;
             if (a > arena) arena = a;
         }
@@ -193,9 +214,10 @@ int main(int argc, char **argv) {
            "\"threads\":%d,\"steps\":%d,\"median_ms\":%.3f,\"min_ms\":%.3f,\"max_ms\":%.3f,"
            "\"cpu_ms\":%.3f,"
            "\"peak_rss_mb\":%.1f,\"rss_before_steps_mb\":%.1f,\"arena_mb\":%.1f,"
-           "\"params\":%lld,\"build_s\":%.3f,\"loss_d\":%.4f,\"loss_task\":%.4f}\n",
-           encoder, part, B, T, threads, steps, times[steps / 2], times[0], times[steps - 1], cpu[steps / 2],
-           peak_mib(), rss0, (double)arena / (1024.0 * 1024.0),
+           "\"nodes_d\":%d,\"nodes_main\":%d,\"params\":%lld,\"build_s\":%.3f,\"loss_d\":%.4f,"
+           "\"loss_task\":%.4f}\n",
+           encoder, part, B, T, threads, steps, times[steps / 2], times[0], times[steps - 1],
+           cpu[steps / 2], peak_mib(), rss0, (double)arena / (1024.0 * 1024.0), nodes_d, nodes_main,
            (long long)at_nlu_model_num_params(m, ~0u), t_build, loss_d, loss_task);
     free(times), free(cpu);
     free(tok), free(sl), free(len), free(it), free(mask);

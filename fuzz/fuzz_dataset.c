@@ -1,18 +1,21 @@
 /* libFuzzer target: the NLU data reader on arbitrary bytes.
  *
- * The input is read twice. First whole, as unlabelled sentences (at_dataset_sentences_text).
- * Then cut at the first two '|' bytes into seq.in, seq.out and label of a split folder in a
- * temporary directory (fewer pieces leave files missing) and read with at_dataset_split.
- * Whatever the reader accepts then goes through everything training does with it: the
- * vocabularies (and their text form, which must round-trip), encoding, label fractions, epoch
- * plans, batches, word dropout, and the slot metrics on the labels as gold and shifted labels
- * as predictions. Errors are fine; crashes, leaks, sanitizer reports and inconsistent results
- * are not. */
+ * The input is read three ways. Whole, as unlabelled sentences (at_dataset_sentences_text)
+ * and as a vocabulary's text form (what a model file's metadata holds). Then cut at the first
+ * two '|' bytes into seq.in, seq.out and label of a split folder in a temporary directory
+ * (fewer pieces leave files missing) and read with at_dataset_split. Whatever the reader
+ * accepts then goes through everything training does with it: the vocabularies (and their
+ * text form, which must round-trip), encoding, label fractions, epoch plans, batches, word
+ * dropout, and the slot metrics with the labels as gold and shifted labels as predictions.
+ * The split is also encoded with the vocabularies of a "training split" made of its first
+ * line only, so that unknown words and labels occur. Errors are fine; crashes, leaks,
+ * sanitizer reports and inconsistent results are not. */
 #define _GNU_SOURCE /* mkdtemp */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "attune/dataset.h"
@@ -20,14 +23,16 @@
 
 #define DELIM '|'
 
-static char dir[256];
-static char path_in[300], path_out[300], path_label[300];
+static const char *const NAMES[3] = {"seq.in", "seq.out", "label"};
+static char dir[256], sub[2][300]; /* sub[0]: the split, sub[1]: its first line */
+static char paths[2][3][320];
 static FILE *devnull;
 
 static void cleanup(void) {
-    unlink(path_in);
-    unlink(path_out);
-    unlink(path_label);
+    for (int d = 0; d < 2; d++) {
+        for (int k = 0; k < 3; k++) unlink(paths[d][k]);
+        rmdir(sub[d]);
+    }
     rmdir(dir);
 }
 
@@ -42,9 +47,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         perror("mkdtemp");
         abort();
     }
-    snprintf(path_in, sizeof path_in, "%s/seq.in", dir);
-    snprintf(path_out, sizeof path_out, "%s/seq.out", dir);
-    snprintf(path_label, sizeof path_label, "%s/label", dir);
+    for (int d = 0; d < 2; d++) {
+        snprintf(sub[d], sizeof sub[d], "%s/%s", dir, d ? "train" : "split");
+        if (mkdir(sub[d], 0700) != 0) {
+            perror("mkdir");
+            abort();
+        }
+        for (int k = 0; k < 3; k++)
+            snprintf(paths[d][k], sizeof paths[d][k], "%s/%s", sub[d], NAMES[k]);
+    }
     atexit(cleanup);
     devnull = fopen("/dev/null", "w");
     return 0;
@@ -57,7 +68,8 @@ static void fail(const char *fmt, const char *a) {
 }
 
 static void check_err(const char *what, at_status st, const at_err *e) {
-    if (st != AT_OK && (e->code != st || e->msg[0] == '\0')) fail("%s: error without a message", what);
+    if (st != AT_OK && (e->code != st || e->msg[0] == '\0'))
+        fail("%s: error without a message", what);
 }
 
 static void write_file(const char *path, const uint8_t *p, size_t n) {
@@ -78,7 +90,8 @@ static void vocab_roundtrip(const at_vocab *v) {
     if (at_vocab_size(w) != at_vocab_size(v)) fail("vocabulary round trip changed its size%s", "");
     for (int32_t i = 0; i < at_vocab_size(v); i++) {
         if (strcmp(at_vocab_str(v, i), at_vocab_str(w, i)) != 0 ||
-            at_vocab_find(w, at_vocab_str(v, i)) != i)
+            at_vocab_find(w, at_vocab_str(v, i)) != i ||
+            at_vocab_lookup(w, at_vocab_str(v, i)) != i)
             fail("vocabulary round trip changed entry '%s'", at_vocab_str(v, i));
     }
     at_vocab_free(w);
@@ -153,20 +166,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t knob = size ? data[size - 1] : 0;
     at_err e = {0};
 
-    /* Whole input as unlabelled text (up to the first NUL, as a C string ends there). */
+    /* Whole input as unlabelled text and as a vocabulary (up to the first NUL, as a C string
+     * ends there). */
     char *text = malloc(size + 1);
     if (!text) return 0;
     memcpy(text, data, size);
     text[size] = '\0';
+    at_vocab *tv = NULL;
+    at_status st = at_vocab_from_string(&tv, text, &e);
+    check_err("at_vocab_from_string", st, &e);
+    if (st == AT_OK) vocab_roundtrip(tv);
+    at_vocab_free(tv);
     at_split *s = NULL;
-    at_status st = at_dataset_sentences_text(&s, text, "fuzz", &e);
+    st = at_dataset_sentences_text(&s, text, "fuzz", &e);
     check_err("at_dataset_sentences_text", st, &e);
     free(text);
     if (st == AT_OK) {
         if (s->slots || s->intents || s->n < 1 || s->n_labelled != 0)
             fail("unlabelled sentences with labels%s", "");
-        /* Sentences have no labels, so the vocabularies come from an empty labelled split
-         * made of the same words: not possible through the API; encode with empty vocabs. */
+        /* No labels to build vocabularies from: encode with empty ones (all words <unk>). */
         at_nlu_vocab v = {0};
         if (at_vocab_new(&v.words, &e) == AT_OK && at_vocab_new(&v.chars, &e) == AT_OK &&
             at_vocab_new(&v.slots, &e) == AT_OK && at_vocab_new(&v.intents, &e) == AT_OK)
@@ -187,14 +205,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         len[k - 1] = (size_t)(d - piece[k - 1]);
         pieces++;
     }
-    const char *paths[3] = {path_in, path_out, path_label};
     for (int k = 0; k < 3; k++) {
         if (k < pieces)
-            write_file(paths[k], piece[k], len[k]);
+            write_file(paths[0][k], piece[k], len[k]);
         else
-            unlink(paths[k]);
+            unlink(paths[0][k]);
     }
-    st = at_dataset_split(&s, dir, &e);
+    st = at_dataset_split(&s, sub[0], &e);
     check_err("at_dataset_split", st, &e);
     if (st != AT_OK) {
         if (s) fail("at_dataset_split failed but returned a split%s", "");
@@ -204,12 +221,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     /* seq.in alone must read as the same sentences. */
     at_split *u = NULL;
-    st = at_dataset_sentences(&u, path_in, &e);
+    st = at_dataset_sentences(&u, paths[0][0], &e);
     if (st != AT_OK || u->n != s->n || u->n_tokens != s->n_tokens || u->max_len != s->max_len)
         fail("seq.in of a good split does not read alone the same way: %s", e.msg);
     at_split_free(u);
 
-    at_vocab_opts vo = {.word_min_count = knob & 3, .char_min_count = (knob >> 2) & 3,
+    at_vocab_opts vo = {.word_min_count = knob & 3,
+                        .char_min_count = (knob >> 2) & 3,
                         .max_words = (knob >> 4) & 7};
     at_nlu_vocab v;
     st = at_nlu_vocab_build(&v, s, &vo, &e);
@@ -223,6 +241,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         metrics(s);
         at_nlu_vocab_free(&v);
     }
+
+    /* The first line of each file is a good split too; its vocabularies lack most of the
+     * words and labels of the whole. */
+    for (int k = 0; k < 3; k++) {
+        const uint8_t *nl = memchr(piece[k], '\n', len[k]);
+        write_file(paths[1][k], piece[k], nl ? (size_t)(nl + 1 - piece[k]) : len[k]);
+    }
+    at_split *train = NULL;
+    st = at_dataset_split(&train, sub[1], &e);
+    if (st != AT_OK || train->n != 1)
+        fail("the first line of a good split does not load: %s", e.msg);
+    st = at_nlu_vocab_build(&v, train, NULL, &e);
+    check_err("at_nlu_vocab_build", st, &e);
+    if (st == AT_OK) {
+        exercise(s, &v, knob);
+        at_nlu_vocab_free(&v);
+    }
+    at_split_free(train);
     at_split_free(s);
     return 0;
 }

@@ -5,11 +5,15 @@
  * accepts is one it can write back), print as text, clone, and, when it is small and all its
  * shapes are concrete, compile into a session and run on zero inputs: a file's initializers
  * and attributes are as hostile as its structure, and kernels must answer bad data with an
- * error too. */
+ * error too. Inputs that mention "attune.step" also go through the checkpoint loader, from a
+ * file, and a checkpoint that loads must save and load again with the same training
+ * position. */
+#define _GNU_SOURCE /* memmem, mkdtemp */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "attune/attune.h"
 
@@ -20,11 +24,28 @@ enum { MAX_RUN_NODES = 256, MAX_RUN_VALUES = 1024 };
 #define MAX_TOTAL_BYTES ((int64_t)16 << 20)
 
 static FILE *devnull;
+static char dir[256], path_in[300], path_out[300];
+
+static void cleanup(void) {
+    unlink(path_in);
+    unlink(path_out);
+    rmdir(dir);
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     devnull = fopen("/dev/null", "w");
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp) tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(dir, sizeof dir, "%s/attune_fuzz_model_XXXXXX", tmp);
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        abort();
+    }
+    snprintf(path_in, sizeof path_in, "%s/in.onnx", dir);
+    snprintf(path_out, sizeof path_out, "%s/out.onnx", dir);
+    atexit(cleanup);
     return 0;
 }
 
@@ -94,7 +115,40 @@ static void try_run(at_graph *g) {
     at_session_free(s);
 }
 
+static void checkpoint(const uint8_t *data, size_t size) {
+    FILE *f = fopen(path_in, "wb");
+    if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0) {
+        perror(path_in);
+        abort();
+    }
+    at_checkpoint_info info, info2;
+    at_err err = {0};
+    at_graph *g = at_checkpoint_load(path_in, &info, &err);
+    if (!g) {
+        check_err("at_checkpoint_load", &err);
+        return;
+    }
+    if (at_checkpoint_save(g, &info, path_out, &err) != AT_OK) {
+        check_err("at_checkpoint_save", &err);
+        at_graph_free(g);
+        return;
+    }
+    at_graph *g2 = at_checkpoint_load(path_out, &info2, &err);
+    if (!g2) {
+        fprintf(stderr, "a saved checkpoint does not load: %s\n", err.msg);
+        abort();
+    }
+    if (info.step != info2.step || info.epoch != info2.epoch || info.phase != info2.phase ||
+        info.rng_seed != info2.rng_seed || at_graph_num_nodes(g) != at_graph_num_nodes(g2)) {
+        fprintf(stderr, "checkpoint save + load changed it\n");
+        abort();
+    }
+    at_graph_free(g2);
+    at_graph_free(g);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size && memmem(data, size, "attune.step", 11)) checkpoint(data, size);
     at_err err = {0};
     at_graph *g = at_graph_load_bytes(data, size, &err);
     if (!g) {
@@ -121,8 +175,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (at_graph_num_nodes(g2) != at_graph_num_nodes(g) ||
             at_graph_num_inputs(g2) != at_graph_num_inputs(g) ||
             at_graph_num_outputs(g2) != at_graph_num_outputs(g)) {
-            fprintf(stderr, "save + load changed the graph: %d/%d/%d nodes/inputs/outputs, "
-                            "then %d/%d/%d\n",
+            fprintf(stderr,
+                    "save + load changed the graph: %d/%d/%d nodes/inputs/outputs, "
+                    "then %d/%d/%d\n",
                     at_graph_num_nodes(g), at_graph_num_inputs(g), at_graph_num_outputs(g),
                     at_graph_num_nodes(g2), at_graph_num_inputs(g2), at_graph_num_outputs(g2));
             abort();

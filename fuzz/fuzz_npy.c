@@ -65,8 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     at_status rst = at_npy_read(path, &t, &re);
     check_err("at_npy_read", rst, &re);
     if ((rst == AT_OK) != (st == AT_OK)) {
-        fprintf(stderr, "at_npy_parse says %s (%s), at_npy_read says %s (%s)\n",
-                at_status_str(st), e.msg, at_status_str(rst), re.msg);
+        fprintf(stderr, "at_npy_parse says %s (%s), at_npy_read says %s (%s)\n", at_status_str(st),
+                e.msg, at_status_str(rst), re.msg);
         abort();
     }
     if (st != AT_OK) return 0;
@@ -76,7 +76,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (at_dtype_size(info.dtype) == 0 || !at_npy_descr(info.dtype))
         fail("at_npy_parse", "accepted a dtype it cannot name");
     at_tensor view = {info.dtype, info.shape, (void *)(data + info.data_offset)};
-    if (at_tensor_nbytes(&view) != info.data_bytes) fail("at_npy_parse", "data_bytes != numel * size");
+    if (at_tensor_nbytes(&view) != info.data_bytes)
+        fail("at_npy_parse", "data_bytes != numel * size");
 
     at_npy_info pinfo;
     if (at_npy_parse_header(data, info.data_offset, size, "fuzz.npy", &pinfo, &e) != AT_OK ||

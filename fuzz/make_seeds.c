@@ -142,7 +142,7 @@ static at_graph *math(void) {
     at_val c = at_pow(g, at_log(g, at_add(g, a, at_const_f32(g, 2.0f))), at_const_f32(g, 2.0f));
     at_val d = at_mul(g, at_sign(g, x), at_leaky_relu(g, at_add(g, b, c), 0.1f));
     at_val parts[2];
-    at_split(g, d, 1, 2, NULL, parts);
+    at_split_into(g, d, 1, 2, NULL, parts);
     int64_t ax0[1] = {0}, ax1[1] = {1};
     at_val u = at_unsqueeze(g, at_reduce_sum(g, parts[0], 1, ax1, 0), 1, ax0);
     at_val mx = at_reduce_max(g, parts[1], 1, ax0, 1);
@@ -172,7 +172,7 @@ static at_graph *train_small(void) {
     fill(g, R, 0.3f);
     fill(g, ls, 1.0f);
     int64_t p021[3] = {0, 2, 1}, p102[3] = {1, 0, 2}, sq[1] = {1}, shp2[2] = {3, 2};
-    at_val e = at_gather(g, emb, tok, 0);                     /* [1,3,2] */
+    at_val e = at_gather(g, emb, tok, 0); /* [1,3,2] */
     at_val c = at_conv1d(g, at_transpose(g, e, 3, p021), cw, AT_NONE, 0, 0, 1, 1, 1);
     at_val xs = at_transpose(g, at_transpose(g, c, 3, p021), 3, p102); /* [3,1,2] */
     at_val y;

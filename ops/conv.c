@@ -213,14 +213,24 @@ static void im2col(const conv_dims *d, const float *x, int64_t g, int64_t n0, in
     int64_t rows = d->Cg * d->K, cols = cnt * d->Lo;
 #pragma omp parallel for num_threads(nt) schedule(static) if (rows * cols > 32768)
     for (int64_t r = 0; r < rows; r++) {
-        int64_t ci = r / d->K, off = (r % d->K) * d->p.d - d->p.pb;
+        int64_t ci = r / d->K, off = (r % d->K) * d->p.d - d->p.pb, s = d->p.s;
+        /* Outputs o with 0 <= o s + off < L read the input; the rest are padding. Splitting
+         * the range keeps the per-element bounds test out of the copy loop. */
+        int64_t o0 = off >= 0 ? 0 : (-off + s - 1) / s;
+        int64_t o1 = d->L - off <= 0 ? 0 : (d->L - off + s - 1) / s;
+        if (o1 > d->Lo) o1 = d->Lo;
+        if (o0 > o1) o0 = o1;
         float *dst = col + r * cols;
         for (int64_t i = 0; i < cnt; i++) {
             const float *src = x + ((n0 + i) * d->C + g * d->Cg + ci) * d->L;
-            for (int64_t o = 0; o < d->Lo; o++) {
-                int64_t l = o * d->p.s + off;
-                dst[i * d->Lo + o] = l >= 0 && l < d->L ? src[l] : 0.0f;
+            float *row = dst + i * d->Lo;
+            for (int64_t o = 0; o < o0; o++) row[o] = 0.0f;
+            if (s == 1) {
+                if (o1 > o0) memcpy(row + o0, src + o0 + off, sizeof(float) * (size_t)(o1 - o0));
+            } else {
+                for (int64_t o = o0; o < o1; o++) row[o] = src[o * s + off];
             }
+            for (int64_t o = o1; o < d->Lo; o++) row[o] = 0.0f;
         }
     }
 }
@@ -255,7 +265,7 @@ static at_status conv_infer(at_infer_ctx *c) {
     char msg[256];
     if ((st = conv_read_attrs(c->node, &p, msg, sizeof msg)) != AT_OK)
         return at_infer_fail(c, st, "%s", msg);
-    int64_t lo;
+    int64_t lo = 0; /* set by conv_check on success */
     if ((st = conv_check(c, x, w, &p, &lo)) != AT_OK) return st;
     if (c->n_in > 2 && c->in_dtype[2] != AT_UNDEFINED) {
         const at_shape *b = &c->in_shape[2];
@@ -401,7 +411,7 @@ static at_status conv_grad_check(at_infer_ctx *c, const at_shape *dy, const at_s
     char msg[256];
     if ((st = conv_read_attrs(c->node, &p, msg, sizeof msg)) != AT_OK)
         return at_infer_fail(c, st, "%s", msg);
-    int64_t lo;
+    int64_t lo = 0; /* set by conv_check on success */
     if ((st = conv_check(c, x, w, &p, &lo)) != AT_OK) return st;
     int64_t want[3] = {x->dim[0], w->dim[0], lo};
     if (dy->rank != 3)
@@ -456,12 +466,13 @@ static at_status conv_gi_cpu(at_kernel_ctx *k) {
                 float *row = dx + ((n0 + i) * d.C + g * d.Cg + ci) * d.L;
                 memset(row, 0, sizeof(float) * (size_t)d.L);
                 for (int64_t kk = 0; kk < d.K; kk++) {
-                    int64_t off = kk * d.p.d - d.p.pb;
+                    int64_t off = kk * d.p.d - d.p.pb, s = d.p.s;
                     const float *src = dcol + (ci * d.K + kk) * cols + i * d.Lo;
-                    for (int64_t o = 0; o < d.Lo; o++) {
-                        int64_t l = o * d.p.s + off;
-                        if (l >= 0 && l < d.L) row[l] += src[o];
-                    }
+                    /* The outputs that read the input (as in im2col); the rest read padding. */
+                    int64_t o0 = off >= 0 ? 0 : (-off + s - 1) / s;
+                    int64_t o1 = d.L - off <= 0 ? 0 : (d.L - off + s - 1) / s;
+                    if (o1 > d.Lo) o1 = d.Lo;
+                    for (int64_t o = o0; o < o1; o++) row[o * s + off] += src[o];
                 }
             }
         }

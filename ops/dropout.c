@@ -12,6 +12,10 @@
 #include "ops/op.h"
 #include "runtime/rng.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 enum { DO_X, DO_RATIO, DO_TRAINING };
 
 static bool present(const at_infer_ctx *c, int i) {
@@ -54,6 +58,67 @@ static at_status read_mode(at_kernel_ctx *k, int ratio_in, int training_in, floa
 
 static int nthreads(const at_kernel_ctx *k) {
     return k->threads > 0 ? k->threads : omp_get_max_threads();
+}
+
+/* at_philox4x32 (runtime/rng.c) for PHILOX_LANES consecutive blocks j0, j0 + 1, ... at once:
+ * the same rounds on four blocks per SSE2 register (the 32 x 32 -> 64 products by pmuludq,
+ * as Random123's SSE version), or lane by lane without SSE2; one call per block was the cost
+ * of a dropout. out[w][l] is word w of block j0 + l. tests/test_ops_dropout.c checks the
+ * masks against at_rng_uniform. */
+enum { PHILOX_LANES = 8 };
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+
+#ifdef __SSE2__
+/* hi and lo words of the four products a[l] * m. */
+static inline void mulhilo4(__m128i a, __m128i m, __m128i *hi, __m128i *lo) {
+    const __m128i low = _mm_set_epi32(0, -1, 0, -1);
+    __m128i even = _mm_mul_epu32(a, m), odd = _mm_mul_epu32(_mm_srli_epi64(a, 32), m);
+    *hi = _mm_or_si128(_mm_srli_epi64(even, 32), _mm_andnot_si128(low, odd));
+    *lo = _mm_or_si128(_mm_and_si128(even, low), _mm_slli_epi64(odd, 32));
+}
+#endif
+
+static void philox_lanes(at_philox_key key, uint64_t j0, uint64_t step,
+                         uint32_t out[4][PHILOX_LANES]) {
+#ifdef __SSE2__
+    const __m128i m0 = _mm_set1_epi32((int)PHILOX_M0), m1 = _mm_set1_epi32((int)PHILOX_M1);
+    for (int h = 0; h < PHILOX_LANES; h += 4) {
+        uint32_t lo[4], hi[4];
+        for (int l = 0; l < 4; l++) {
+            uint64_t j = j0 + (uint64_t)(h + l);
+            lo[l] = (uint32_t)j, hi[l] = (uint32_t)(j >> 32);
+        }
+        __m128i c0 = _mm_loadu_si128((const __m128i *)lo),
+                c1 = _mm_loadu_si128((const __m128i *)hi);
+        __m128i c2 = _mm_set1_epi32((int)(uint32_t)step), c3 = _mm_set1_epi32((int)(step >> 32));
+        uint32_t k0 = key.k0, k1 = key.k1;
+        for (int r = 0; r < 10; r++) {
+            if (r) k0 += PHILOX_W0, k1 += PHILOX_W1;
+            __m128i hi0, lo0, hi1, lo1;
+            mulhilo4(c0, m0, &hi0, &lo0);
+            mulhilo4(c2, m1, &hi1, &lo1);
+            c0 = _mm_xor_si128(_mm_xor_si128(hi1, c1), _mm_set1_epi32((int)k0));
+            c1 = lo1;
+            c2 = _mm_xor_si128(_mm_xor_si128(hi0, c3), _mm_set1_epi32((int)k1));
+            c3 = lo0;
+        }
+        _mm_storeu_si128((__m128i *)(out[0] + h), c0);
+        _mm_storeu_si128((__m128i *)(out[1] + h), c1);
+        _mm_storeu_si128((__m128i *)(out[2] + h), c2);
+        _mm_storeu_si128((__m128i *)(out[3] + h), c3);
+    }
+#else
+    for (int l = 0; l < PHILOX_LANES; l++) {
+        uint32_t w[4];
+        uint64_t j = j0 + (uint64_t)l;
+        at_philox4x32(key, (uint32_t)j, (uint32_t)(j >> 32), (uint32_t)step, (uint32_t)(step >> 32),
+                      w);
+        for (int q = 0; q < 4; q++) out[q][l] = w[q];
+    }
+#endif
 }
 
 /* ---- Dropout ---- */
@@ -101,20 +166,23 @@ static at_status dropout_cpu(at_kernel_ctx *k) {
     at_philox_key key = at_rng_key(k->seed, (uint32_t)k->node_id);
     uint64_t step = k->step;
     /* One Philox block serves four consecutive elements, exactly as at_rng_uniform defines
-     * them (tests/test_ops_dropout.c compares the two). */
-    int64_t nb = (n + 3) / 4;
+     * them (tests/test_ops_dropout.c compares the two). Blocks go PHILOX_LANES at a time
+     * through philox_lanes, whose lane loops vectorize. */
+    int64_t nb = (n + 3) / 4, ngroups = (nb + PHILOX_LANES - 1) / PHILOX_LANES;
 #pragma omp parallel for num_threads(nthreads(k)) schedule(static) if (nb > 2048)
-    for (int64_t j = 0; j < nb; j++) {
-        uint32_t w[4];
-        at_philox4x32(key, (uint32_t)j, (uint32_t)((uint64_t)j >> 32), (uint32_t)step,
-                      (uint32_t)(step >> 32), w);
-        int64_t end = 4 * j + 4 < n ? 4 * j + 4 : n;
-        for (int64_t i = 4 * j; i < end; i++) {
-            float u = (float)(w[i & 3] >> 8) * (1.0f / 16777216.0f);
-            bool keep = u >= ratio;
-            y[i] = keep ? x[i] * scale : 0.0f;
-            if (mask) mask[i] = keep;
-        }
+    for (int64_t gi = 0; gi < ngroups; gi++) {
+        uint32_t w[4][PHILOX_LANES];
+        int64_t j0 = gi * PHILOX_LANES;
+        philox_lanes(key, (uint64_t)j0, step, w);
+        for (int l = 0; l < PHILOX_LANES; l++)
+            for (int q = 0; q < 4; q++) {
+                int64_t i = 4 * (j0 + l) + q;
+                if (i >= n) break;
+                float u = (float)(w[q][l] >> 8) * (1.0f / 16777216.0f);
+                bool keep = u >= ratio;
+                y[i] = keep ? x[i] * scale : 0.0f;
+                if (mask) mask[i] = keep;
+            }
     }
     return AT_OK;
 }

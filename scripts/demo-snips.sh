@@ -2,8 +2,10 @@
 # The first run of scripts/demo.sh on the SNIPS benchmark (13,084 / 700 / 700 utterances, 7
 # intents, 72 slot labels) instead of the bundled sample: builds, trains the joint model (G and
 # D on, all three phases, early stopping on valid), evaluates on the test split and predicts
-# two sentences. Longer than the sample's demo (minutes on 2 cores, see the timings it prints);
-# not run by ctest or CI. Writes to build-release/demo-snips/.
+# two sentences. Longer than the sample's demo: about a minute an epoch with one thread (measured
+# on a busy 2-core machine: 4 epochs, 248 s, test slot F1 86.0 after EPOCHS="2 1 1"), so the
+# default schedule takes 15 to 20 minutes; not run by ctest or CI. Writes to
+# build-release/demo-snips/.
 #
 # Environment: SNIPS (default ../shared/data/snips: a folder with train/, valid/, test/ in the
 # format of DESIGN.md section 8), SKIP_DEPS=1, BUILD, THREADS as in scripts/demo.sh; EPOCHS

@@ -33,7 +33,8 @@ for a in "$@"; do
         ;;
     esac
 done
-[ ${#targets[@]} -eq 0 ] && targets=("${ALL_TARGETS[@]}")
+# --seeds alone only regenerates the seeds.
+if [ ${#targets[@]} -eq 0 ] && [ $seeds -eq 0 ]; then targets=("${ALL_TARGETS[@]}"); fi
 
 if ! command -v "$CC" >/dev/null; then
     echo "fuzz.sh: $CC not found (scripts/install-deps.sh installs clang)" >&2
@@ -101,14 +102,15 @@ fi
     echo "-include $B/obj/*.d"
 } >"$mk"
 want=()
-for t in "${targets[@]}"; do
+for t in ${targets[@]+"${targets[@]}"}; do
     if [ ! -e "fuzz/fuzz_$t.c" ]; then
         echo "fuzz $t: SKIPPED (fuzz/fuzz_$t.c does not exist)"
         continue
     fi
     want+=("$B/fuzz_$t")
 done
-[ $seeds -eq 1 ] && want+=("$B/make_seeds")
+if [ $seeds -eq 1 ]; then want+=("$B/make_seeds"); fi
+[ ${#want[@]} -eq 0 ] && exit 0
 if ! make -s -f "$mk" -j"$JOBS" "${want[@]}" >"$B/build.log" 2>&1; then
     cat "$B/build.log" >&2
     echo "fuzz: BUILD FAILED (log: $B/build.log)" >&2
@@ -123,9 +125,8 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 if [ $seeds -eq 1 ]; then
     mkdir -p fuzz/corpus/model_load
     "$B/make_seeds" fuzz/corpus/model_load
-    [ ${#want[@]} -eq 1 ] && exit 0
 fi
-[ "${FUZZ_BUILD_ONLY:-0}" = 1 ] && exit 0
+if [ "${FUZZ_BUILD_ONLY:-0}" = 1 ] || [ ${#targets[@]} -eq 0 ]; then exit 0; fi
 
 failed=0
 for t in "${targets[@]}"; do
@@ -146,14 +147,15 @@ for t in "${targets[@]}"; do
     rc=$?
     set -e
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
-    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n1 | cut -d' ' -f2)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n1 | cut -d' ' -f2 || true)
     if [ $rc -eq 0 ] && ! grep -q -E '^(==[0-9]+==ERROR|SUMMARY: (Address|Undefined|Leak)|.*runtime error:)' "$log"; then
-        echo "fuzz $t: ok, ${runs:-?} runs in ${SECS} s, coverage ${cov:-?}, corpus $(ls "$work" | wc -l) new + $(ls "fuzz/corpus/$t" | wc -l) seeds"
+        echo "fuzz $t: ok, ${runs:-?} runs in ${SECS} s, coverage ${cov:-?} edges, corpus $(ls "$work" | wc -l) (seeds $(ls "fuzz/corpus/$t" | wc -l))"
     else
         failed=1
-        art=$(grep -o "$B/artifacts/$t-[a-z-]*[0-9a-f]*" "$log" | tail -n1)
+        art=$(grep -o "$B/artifacts/$t-[a-z-]*[0-9a-f]*" "$log" | tail -n1 || true)
         echo "fuzz $t: FAILED (exit $rc) after ${runs:-?} runs; input: ${art:-none saved}; log: $log"
-        grep -E 'ERROR|runtime error|SUMMARY|^    #[0-9]' "$log" | head -n 30 | sed 's/^/    /'
+        grep -E 'ERROR|runtime error|SUMMARY|^ *#[0-9]' "$log" |
+            grep -v -E 'in fuzzer::|libc_start|in _start|in main ' | head -n 20 | sed 's/^/    /' || true
     fi
 done
 exit $failed

@@ -263,12 +263,20 @@ printf 'play some jazz\n\n  \nwake me up at seven\n' | "$A" predict "$T/t.onnx" 
 printf 'play jazz\nplay \377 jazz\n' | "$A" predict "$T/t.onnx" >"$T/out" 2>"$T/err"
 [ $? -eq 2 ] && grep -q '^attune: predict: stdin:2: invalid UTF-8' "$T/err" &&
     passed=$((passed + 1)) || fail "predict names the bad line of stdin"
-"$A" predict "$T/t.onnx" --device cuda "play jazz" >"$T/out" 2>"$T/err"
-rc=$?
-if [ $rc -ne 0 ]; then
-    [ $rc -eq 1 ] && grep -q '^attune: predict: --device cuda: ' "$T/err" &&
-        passed=$((passed + 1)) || fail "--device cuda without CUDA: exit 1 and a message"
-fi
+# --device cuda: where there is no usable GPU, exit 1 and say so before any work.
+for sub in predict train; do
+    case $sub in
+    predict) args=("$T/t.onnx" "play jazz") ;;
+    train) args=($D $TINY --max-steps 1 --progress none -o "$T/cuda.onnx") ;;
+    esac
+    "$A" $sub "${args[@]}" --device cuda >"$T/out" 2>"$T/err"
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        [ $rc -eq 1 ] && [ "$(wc -l <"$T/err")" -eq 1 ] &&
+            grep -q "^attune: $sub: --device cuda: " "$T/err" && passed=$((passed + 1)) ||
+            fail "$sub --device cuda without a GPU: exit 1 and one message"
+    fi
+done
 expect 0 "" build $D -o "$T/tr.onnx" --kind transformer --layers 1 --emb 8 --dim 8 --heads 2 \
     --gen-dim 8 --gen-heads 2 --max-positions 4
 expect 2 "max_positions 4" predict "$T/tr.onnx" "book a table for two people"

@@ -221,6 +221,8 @@ int cli_model_reconfigure(const char *cmd, at_nlu_model **m, const at_nlu_config
 /* The model's session on device ("cpu" or "cuda") with threads and seed. */
 int cli_model_session(const char *cmd, at_nlu_model *m, const char *device, int64_t threads,
                       uint64_t seed, bool check_finite);
+/* For --device cuda: fails (exit 1, naming the reason) where no CUDA device can be used. */
+int cli_check_device(const char *cmd, const char *device);
 /* The encoder kind, G on or off, attention kinds and parameter count, for a log line. */
 void cli_model_describe(at_nlu_model *m, char *buf, size_t cap);
 

@@ -199,6 +199,7 @@ int cmd_bench(int argc, char **argv) {
         return cli_fail(CLI_EXIT_USAGE, CMD, "--train and --infer are exclusive: run twice");
     at_nlu_config cfg = at_nlu_config_default();
     if ((rc = cli_cfg_apply(CMD, &co, &cfg)) != CLI_CONTINUE) return rc;
+    if ((rc = cli_check_device(CMD, device)) != CLI_CONTINUE) return rc;
     if (cfg.encoder == AT_NLU_TRANSFORMER && seq > cfg.max_positions)
         return cli_fail(CLI_EXIT_USAGE, CMD, "--seq %lld is longer than --max-positions %d",
                         (long long)seq, cfg.max_positions);

@@ -57,6 +57,7 @@ int cmd_eval(int argc, char **argv) {
     int n_pos, rc = cli_parse(&c, argc, argv, &n_pos);
     if (rc != CLI_CONTINUE) return rc;
     const char *model_path = argv[0];
+    if ((rc = cli_check_device(CMD, device)) != CLI_CONTINUE) return rc;
     at_nlu_model *m = NULL;
     at_split *s = NULL;
     at_metrics *mt = NULL;

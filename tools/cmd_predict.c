@@ -476,6 +476,7 @@ int cmd_predict(int argc, char **argv) {
     }
     if (o.heatmap && (rc = cli_check_out_dir(CMD, "--heatmap", o.heatmap)) != CLI_CONTINUE)
         return rc;
+    if ((rc = cli_check_device(CMD, device)) != CLI_CONTINUE) return rc;
     at_nlu_model *m = NULL;
     if ((rc = cli_load_model(CMD, argv[0], NULL, &m)) != CLI_CONTINUE) return rc;
     if ((rc = cli_model_session(CMD, m, device, threads, 0, false)) != CLI_CONTINUE) goto done;

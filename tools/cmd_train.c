@@ -212,8 +212,12 @@ static bool on_progress(const at_nlu_progress *pr, void *user) {
     char buf[256], tb[32], eb[32];
 
     if (!epoch_end) {
-        if (pr->phase != p->prev_phase && pr->phase >= 0 && pr->phase < 3)
+        if (pr->phase != p->prev_phase && pr->phase >= 0 && pr->phase < 3) {
             p->phase_start[pr->phase] = x - 1;
+            /* Each phase runs other update sets: its own speed. */
+            p->step_time = 0;
+            p->step_count = 0;
+        }
         if (new_epoch) {
             p->prev_step = 0;
             for (int k = 0; k < 4; k++) p->prev_mean[k] = 0;
@@ -629,6 +633,7 @@ int cmd_train(int argc, char **argv) {
                         "built; drop %s or the model options",
                         model_path ? model_path : t.resume, model_path ? "MODEL" : "--resume");
     int first = 0, last = 2;
+    if ((rc = cli_check_device(CMD, t.device)) != CLI_CONTINUE) return rc;
     if (t.phases && (rc = parse_phases(t.phases, &first, &last)) != CLI_CONTINUE) return rc;
     char out_buf[4096];
     if (!t.out) {

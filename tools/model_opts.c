@@ -423,6 +423,22 @@ int cli_model_session(const char *cmd, at_nlu_model *m, const char *device, int6
     return cli_fail(cli_exit_for_work(st), cmd, "%s", e.msg);
 }
 
+int cli_check_device(const char *cmd, const char *device) {
+    if (!device || strcmp(device, "cuda") != 0) return CLI_CONTINUE;
+    /* A session on an empty graph opens the device: an error now beats one after the data is
+     * read and the model built. */
+    at_graph *g = at_graph_new();
+    if (!g) return cli_fail(CLI_EXIT_FAIL, cmd, "out of memory");
+    at_session_opts so = at_session_defaults();
+    so.device = AT_DEVICE_CUDA;
+    at_err e = {0};
+    at_session *s = at_session_new(g, &so, &e);
+    at_session_free(s);
+    at_graph_free(g);
+    if (s) return CLI_CONTINUE;
+    return cli_fail(CLI_EXIT_FAIL, cmd, "--device %s: %s", device, e.msg);
+}
+
 void cli_model_describe(at_nlu_model *m, char *buf, size_t cap) {
     const at_nlu_config *c = at_nlu_model_config(m);
     const at_nlu_vocab *v = at_nlu_model_vocab(m);
