@@ -51,6 +51,24 @@ at_status at_broadcast_shapes(const at_shape *a, const at_shape *b, at_shape *ou
     return AT_OK;
 }
 
+/* Shapes computed from data (Reshape, Expand, ...) can be absurd; the same
+ * limits as the file loader's apply, so what loads also saves and reloads. */
+#define AT_MAX_DIM ((int64_t)1 << 31)
+#define AT_MAX_ELEMS ((int64_t)1 << 40)
+
+static at_status check_size(at_infer_ctx *c, const at_shape *s, int j) {
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++) {
+        if (s->dim[i] < 0) continue;
+        if (s->dim[i] > AT_MAX_DIM)
+            return at_infer_fail(c, AT_E_SHAPE, "output %d: dimension too large (dim %d is %lld, "
+                                 "limit 2^31)", j, i, (long long)s->dim[i]);
+        if (__builtin_mul_overflow(n, s->dim[i], &n) || n > AT_MAX_ELEMS)
+            return at_infer_fail(c, AT_E_SHAPE, "output %d: too many elements (limit 2^40)", j);
+    }
+    return AT_OK;
+}
+
 static size_t describe_inputs(const at_graph *names, const at_node_rec *n, const at_shape *sh,
                               const at_dtype *dt, char *buf, size_t cap) {
     size_t k = 0;
@@ -101,6 +119,8 @@ at_status at_infer_run(at_graph *g, const at_graph *names, const at_node_rec *n,
                 st = at_infer_fail(&c, AT_E_INTERNAL, "shape rule left output %d undefined", j);
             else if (concrete && !at_shape_is_concrete(&out_shape[j]))
                 st = at_infer_fail(&c, AT_E_SHAPE, "output %d has an unbound dim", j);
+            else
+                st = check_size(&c, &out_shape[j], j);
         }
     }
     if (st != AT_OK && msg) {

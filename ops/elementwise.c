@@ -529,6 +529,20 @@ static double load_num(const void *p, at_dtype t, int64_t i) {
     }
 }
 
+/* Float to integer conversion is undefined in C outside the target range:
+ * saturate, and map NaN to 0. */
+static double sat(double v, double lo, double hi) {
+    if (v != v) return 0;
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+static int64_t sat_i64(double v) {
+    if (v != v) return 0;
+    if (v >= 9223372036854775807.0) return INT64_MAX; /* the double is 2^63 */
+    if (v <= -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)v;
+}
+
 static at_status cast_cpu(at_kernel_ctx *k) {
     int64_t n = at_shape_numel(&k->out[0].shape);
     at_dtype ti = k->in[0].dtype, to = k->out[0].dtype;
@@ -550,16 +564,16 @@ static at_status cast_cpu(at_kernel_ctx *k) {
             ((float *)Y)[i] = (float)v;
             break;
         case AT_I64:
-            ((int64_t *)Y)[i] = (int64_t)v;
+            ((int64_t *)Y)[i] = sat_i64(v);
             break;
         case AT_I32:
-            ((int32_t *)Y)[i] = (int32_t)v;
+            ((int32_t *)Y)[i] = (int32_t)sat(v, INT32_MIN, INT32_MAX);
             break;
         case AT_BOOL:
             ((uint8_t *)Y)[i] = v != 0;
             break;
         default:
-            ((uint8_t *)Y)[i] = (uint8_t)v;
+            ((uint8_t *)Y)[i] = (uint8_t)sat(v, 0, 255);
             break;
         }
     }

@@ -19,6 +19,33 @@ static void sgemm_rm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float al
                 C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
         return;
     }
+    /* A GEMM with one output column or row is a matrix-vector product, and one with K = 1 an
+     * outer product. OpenBLAS's GEMM packs the big operand first, then runs at 1-3 GFLOP/s
+     * on these shapes (the additive attention's [B*T*T, a] x [a, 1] scores and their
+     * gradients); GEMV and the plain loop read it once. */
+    if (N == 1) { /* C[:, 0] = op(A) op(B)[:, 0] */
+        cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, (int)(ta ? K : M),
+                    (int)(ta ? M : K), alpha, A, (int)(lda > 0 ? lda : 1), B,
+                    (int)(tb ? 1 : (ldb > 0 ? ldb : 1)), beta, C, (int)(ldc > 0 ? ldc : 1));
+        return;
+    }
+    if (M == 1) { /* C[0, :] = op(B)^T op(A)[0, :] */
+        cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, (int)(tb ? N : K),
+                    (int)(tb ? K : N), alpha, B, (int)(ldb > 0 ? ldb : 1), A,
+                    (int)(ta ? (lda > 0 ? lda : 1) : 1), beta, C, 1);
+        return;
+    }
+    if (K == 1) { /* C = alpha a b^T + beta C */
+        int64_t ia = ta ? 1 : lda, ib = tb ? ldb : 1;
+        for (int64_t i = 0; i < M; i++) {
+            float ai = alpha * A[i * ia], *c = C + i * ldc;
+            if (beta == 0.0f)
+                for (int64_t j = 0; j < N; j++) c[j] = ai * B[j * ib];
+            else
+                for (int64_t j = 0; j < N; j++) c[j] = ai * B[j * ib] + beta * c[j];
+        }
+        return;
+    }
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 (int)M, (int)N, (int)K, alpha, A, (int)(lda > 0 ? lda : 1), B,
                 (int)(ldb > 0 ? ldb : 1), beta, C, (int)(ldc > 0 ? ldc : 1));

@@ -28,9 +28,12 @@ static int nthreads(const at_kernel_ctx *k) {
     return k->threads > 0 ? k->threads : omp_get_max_threads();
 }
 
+/* Saturates at INT64_MAX: absurd dims from a file must fail a size check,
+ * not overflow. */
 static int64_t prod_range(const int64_t *d, int from, int to) {
     int64_t p = 1;
-    for (int i = from; i < to; i++) p *= d[i];
+    for (int i = from; i < to; i++)
+        if (__builtin_mul_overflow(p, d[i], &p)) return INT64_MAX;
     return p;
 }
 
@@ -482,13 +485,13 @@ static int64_t reshape_hole(const at_shape *in, const int64_t *out, int n, int h
         if (in->dim[d] < 0)
             ins[nin++] = in->dim[d];
         else
-            pin *= in->dim[d];
+            if (__builtin_mul_overflow(pin, in->dim[d], &pin)) pin = INT64_MAX;
     }
     int extra_out = 0;
     for (int k = 0; k < n; k++) {
         if (k == hole) continue;
         if (out[k] >= 0) {
-            pout *= out[k];
+            if (__builtin_mul_overflow(pout, out[k], &pout)) pout = INT64_MAX;
             continue;
         }
         int m = 0;

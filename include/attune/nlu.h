@@ -62,6 +62,12 @@ typedef enum at_nlu_adv_mode {
     AT_NLU_ADV_GRL = 2,  /* one pass through a GradientReversal layer */
 } at_nlu_adv_mode;
 
+/* Adversarial training on the encoder's input vectors (DESIGN.md section 6.1). */
+typedef enum at_nlu_adv_train {
+    AT_NLU_ADV_TRAIN_NONE = 0,
+    AT_NLU_ADV_TRAIN_FGSM = 1, /* J' = alpha J(x) + (1 - alpha) J(x + eps sign(grad_x J)) */
+} at_nlu_adv_train;
+
 typedef enum at_nlu_select {
     AT_NLU_SELECT_SENTENCE = 0, /* valid sentence accuracy, ties by slot F1 */
     AT_NLU_SELECT_SLOT_F1 = 1,  /* valid slot F1, ties by sentence accuracy */
@@ -88,6 +94,10 @@ typedef struct at_nlu_config {
     at_nlu_attn_kind attn1, attn2; /* first (intent) and second (entity) component */
     int attn_dim;                  /* additive attention size; a_t size of the entity decoder */
     int attn_heads;                /* heads of the multi-head scoring */
+    /* Hard attention (straight-through Gumbel-softmax) in the first / second component: the
+     * forward is the one-hot of argmax(scores + Gumbel noise) over the real tokens (no noise in
+     * evaluation), the backward the gradient of softmax(scores + noise). */
+    bool attn1_hard, attn2_hard;
     bool slot_gate;                /* Goo et al. (2018) slot gate from the intent context */
     /* discriminator and losses */
     at_nlu_adv_mode adv;
@@ -111,6 +121,15 @@ typedef struct at_nlu_config {
     int patience;  /* epochs without a valid improvement before a phase stops; 0: never */
     at_nlu_select select;
     float label_fraction; /* keep the labels of this fraction of the training split */
+    /* Adversarial examples and virtual adversarial training on x, the encoder's input vectors
+     * (word embeddings, with the char CNN features where char_dim > 0), in every phase: */
+    at_nlu_adv_train adv_train;
+    float adv_eps;   /* FGSM step: eta = adv_eps * sign(grad_x L_task) (an L-inf radius) */
+    float adv_alpha; /* J' = alpha L_task(x) + (1 - alpha) L_task(x + eta) */
+    bool vat;        /* + vat_weight * KL(p(y|x) || p(y|x + r_vadv)), labelled and unlabelled */
+    float vat_eps;   /* ||r_vadv|| per sentence (L2 over tokens and features) */
+    float vat_xi;    /* the power iteration's probe size (survives float32 at ~1e-3) */
+    float vat_weight;
     uint64_t seed;        /* parameter init, label fraction, batch order, dropout */
 } at_nlu_config;
 
@@ -181,6 +200,23 @@ typedef struct at_nlu_path {
     at_val d_real, d_fake;      /* [B] D logits */
     at_val loss_d, loss_adv;    /* scalars */
     at_val loss_main;           /* what STEP_P1 / STEP_P2 minimize */
+    /* Adversarial examples on x (the encoder's input vectors, net.emb). Every perturbed forward
+     * shares the weights and replays the clean forward's dropout masks and Gumbel noise, so
+     * the perturbation is its only difference. */
+    at_val loss_obj;           /* L_task with the adversarial-training and VAT terms: what
+                                * STEP_BASE minimizes and loss_main builds on */
+    at_val adv_delta;          /* adv_train: eta = adv_eps sign(emb_grad) on real tokens */
+    at_val loss_task_adv;      /* adv_train: L_task(x + eta) */
+    at_val vat_delta;          /* vat: r_vadv [B,T,in] */
+    at_val loss_vat;           /* vat: KL(p(y|x) || p(y|x + r_vadv)), intent + mean over tokens */
+    /* The FGSM attack (eval path only), on J = the sum over sentences of each sentence's own
+     * L_task (its intent CE + the mean of its tokens' slot CE), so a sentence's perturbation
+     * does not depend on the batch it is evaluated in: */
+    at_val loss_sent;    /* J at x */
+    at_val emb_grad;     /* [B,T,in] grad_x J (gold labels) */
+    at_val attack_delta; /* attack_eps sign(emb_grad) on real tokens */
+    at_val attack_intent_logits, attack_slot_logits; /* the predictions at x + attack_delta */
+    at_val loss_sent_attack;                         /* J there */
 } at_nlu_path;
 
 /* The values of the training graph, for the trainer, tests and advanced callers. */
@@ -195,6 +231,9 @@ typedef struct at_nlu_net {
     at_val lambda;   /* scalar: lambda_p (gan: weight of L_adv; grl: reversal scale) */
     at_val lr;       /* scalar */
     at_val training; /* bool scalar: dropout on */
+    at_val attack_eps; /* scalar: the FGSM attack's eps (eval path's attack_* values only) */
+    at_val emb;        /* [B,T,in] x: the encoder's input vectors (before input dropout) */
+    int64_t emb_dim;   /* in */
     /* encoder */
     int n_layers;
     at_val h[8];             /* H_1 .. H_L, [B,T,d] */
@@ -254,6 +293,7 @@ typedef struct at_nlu_progress {
     double elapsed_s;
     /* running means over the epoch so far (NaN where the phase has no such loss) */
     double loss_task, loss_d, loss_adv, loss_reg;
+    double loss_task_adv, loss_vat; /* adv_train: L_task(x + eta); vat: the KL term */
     double lambda;
     /* at the end of an epoch: the valid metrics (NULL on other calls or without valid) */
     const at_metrics_summary *valid;
@@ -302,6 +342,15 @@ at_status at_nlu_train(at_nlu_model *m, at_split *train, at_split *valid, at_spl
  * summary (may be NULL) receives the totals. */
 at_status at_nlu_evaluate(at_nlu_model *m, at_split *split, at_metrics *metrics,
                           at_metrics_summary *summary, at_err *e);
+
+/* The same under attack: FGSM on the word embeddings. Each sentence's encoder input vectors x
+ * (word embeddings, with the char CNN features where char_dim > 0) move by
+ * eta = eps * sign(grad_x L_task) on its real tokens, L_task the sentence's own loss (intent CE +
+ * mean slot CE) with its gold labels, the model in evaluation mode; so the result does not
+ * depend on the batching. eps = 0 gives at_nlu_evaluate's numbers. Sentences without gold
+ * labels are not perturbed. */
+at_status at_nlu_evaluate_fgsm(at_nlu_model *m, at_split *split, float eps, at_metrics *metrics,
+                               at_metrics_summary *summary, at_err *e);
 
 /* One sentence's prediction. Arrays are owned by the prediction (at_nlu_pred_free). */
 typedef struct at_nlu_pred {
