@@ -73,7 +73,7 @@ def train_table(rows, out, section="train", target=True):
                    f"{', '.join(fmt(x, 2) for x in per)} | {fmt(ac)} | {fmt(pc)} | "
                    f"{fmt(ac / pc if pc else float('nan'), 2)} |"
                    + (f" {verdict(ratio, TARGETS['train'])} |" if target else ""))
-    act = [r for r in rows if r["section"] == "train_active"]
+    act = [r for r in rows if r["section"] == "train_active"] if section == "train" else []
     if act:
         a = [r for r in act if r["impl"] == "attune"]
         p = [r for r in act if r["impl"] == "pytorch"]
@@ -158,18 +158,27 @@ def gemm_section(path, out):
 
 
 def scaling_data(rows):
+    """Step time by batch (T = 16) and by T (B = 32) from the scaling runs; a T that only the
+    training section measured (48) gets the median of its rounds."""
     by_b, by_t = defaultdict(dict), defaultdict(dict)
     for r in rows:
-        if r["section"] not in ("scaling", "train"):
+        if r["section"] != "scaling":
             continue
-        if r["seq"] == 16 and r["section"] == "scaling":
+        if r["seq"] == 16:
             by_b[r["impl"]][r["batch"]] = r["median_ms"]
-        if r["batch"] == 32 and (r["section"] == "scaling" or r["seq"] not in by_t[r["impl"]]):
-            by_t[r["impl"]].setdefault(r["seq"], r["median_ms"])
+        if r["batch"] == 32:
+            by_t[r["impl"]][r["seq"]] = r["median_ms"]
+    for (impl, T), rs in group(rows, "train", ("seq",)).items():
+        if by_t and T not in by_t[impl]:
+            by_t[impl][T] = med([r["median_ms"] for r in rs])
     return by_b, by_t
 
 
-def scaling_tables(by_b, by_t, out):
+def scaling_tables(by_b, by_t, out, rows=()):
+    rss = {}
+    for r in rows:
+        if r["section"] == "scaling":
+            rss[(r["impl"], r["batch"], r["seq"])] = r["peak_rss_mb"]
     for title, data, key in (("batch (T = 16)", by_b, "B"), ("T (B = 32)", by_t, "T")):
         xs = sorted({x for d in data.values() for x in d})
         if not xs:
@@ -185,6 +194,11 @@ def scaling_tables(by_b, by_t, out):
             out.append("| ratio | " + " | ".join(
                 fmt(data["attune"][x] / data["pytorch"][x], 2)
                 if x in data["attune"] and x in data["pytorch"] else "n/a" for x in xs) + " |")
+        for impl in ("attune", "pytorch"):
+            at = [(x, 16) if key == "B" else (32, x) for x in xs]
+            if any((impl,) + bt in rss for bt in at):
+                out.append(f"| {impl} peak RSS MB | " + " | ".join(
+                    fmt(rss.get((impl,) + bt)) for bt in at) + " |")
         out.append("")
 
 
@@ -308,7 +322,7 @@ def main():
     mr = memory_table(rows, out)
     out += ["", "## 5. Scaling", "", "![step time vs batch and T](scaling.svg)", ""]
     by_b, by_t = scaling_data(rows)
-    scaling_tables(by_b, by_t, out)
+    scaling_tables(by_b, by_t, out, rows)
     svg(by_b, by_t, a.svg)
     out += ["## Against the targets", "",
             "| target | measured | status |", "|---|---|---|"]

@@ -16,6 +16,7 @@ flowing through D into the model). Each update set has its own AdamW, as in attu
 Prints one JSON line, the same keys as bench_train_step. Runs with Debian's python3-torch.
 """
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -28,6 +29,21 @@ import torch.nn.functional as F
 
 MASK_NEG = -1e9
 IGNORE = -100
+
+
+def set_blas_threads(n):
+    """torch.set_num_threads leaves OpenBLAS at its own default (all cores); attune's session
+    sets OpenBLAS's count to its thread count, so do the same here. Debian's libtorch links
+    both libblas.so.3 and libopenblas.so.0 (OpenBLAS builds): set every one that is loaded."""
+    done = []
+    for name in ("libblas.so.3", "libopenblas.so.0"):
+        try:
+            lib = ctypes.CDLL(name, mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL)
+            lib.openblas_set_num_threads(n)
+            done.append(name)
+        except (OSError, AttributeError):
+            pass
+    return done
 
 
 def rss_mib():
@@ -232,6 +248,7 @@ def main():
     ap.add_argument("--intents", type=int, default=7)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    blas = set_blas_threads(a.threads)
     torch.manual_seed(1)
     B, T = a.batch, a.seq
 
@@ -306,7 +323,7 @@ def main():
         "rss_before_steps_mb": round(rss0, 1),
         "params": sum(p.numel() for p in m.parameters()), "build_s": round(t_build, 3),
         "loss_d": round(loss_d, 4), "loss_task": round(loss_task, 4),
-        "torch": torch.__version__}))
+        "torch": torch.__version__, "openblas_threads_set": blas}))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@
  * size read from the file is checked before anything is allocated from it;
  * the protobuf parser runs under an allocator whose budget is a fixed
  * multiple of the file size. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* O_TMPFILE, AT_EMPTY_PATH */
+#endif
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -665,50 +668,80 @@ at_status at_graph_save_bytes(const at_graph *g, const at_save_opts *opts, void 
     return save_bytes_ex(g, opts, NULL, 0, buf, len, err);
 }
 
-/* Writes buf to path through a temporary file in the same directory, so
- * the rename is atomic, with both the file and the directory synced. */
-static at_status write_atomic(const char *path, const void *buf, size_t len, at_err *err) {
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 16);
-    char *dir = malloc(pl + 2);
-    if (!tmp || !dir) {
-        free(tmp);
-        free(dir);
-        return at_err_set(err, AT_E_NOMEM, "out of memory");
-    }
-    snprintf(tmp, pl + 16, "%s.tmpXXXXXX", path);
-    at_status st = AT_OK;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = at_err_set(err, AT_E_IO, "%s: cannot create a temporary file: %s", path,
-                        strerror(errno));
-        goto out;
-    }
+static at_status write_fd(int fd, const char *name, const void *buf, size_t len, at_err *err) {
     const unsigned char *p = buf;
     size_t left = len;
     while (left > 0) {
         ssize_t w = write(fd, p, left > (1u << 30) ? (1u << 30) : left);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            st = at_err_set(err, AT_E_IO, "%s: write failed: %s", tmp,
-                            w < 0 ? strerror(errno) : "no progress");
-            break;
-        }
+        if (w <= 0)
+            return at_err_set(err, AT_E_IO, "%s: write failed: %s", name,
+                              w < 0 ? strerror(errno) : "no progress");
         p += w;
         left -= (size_t)w;
     }
-    /* mkstemp makes the file 0600; a model file is an ordinary document. */
-    if (st == AT_OK && fchmod(fd, 0644) != 0)
-        st = at_err_set(err, AT_E_IO, "%s: chmod failed: %s", tmp, strerror(errno));
-    if (st == AT_OK && fsync(fd) != 0)
-        st = at_err_set(err, AT_E_IO, "%s: fsync failed: %s", tmp, strerror(errno));
+    return AT_OK;
+}
+
+/* A target that exists but is not a regular file (/dev/null, /dev/full, a FIFO) is written
+ * in place: renaming over it would replace the device node itself, which root may do. */
+static at_status write_in_place(const char *path, const void *buf, size_t len, at_err *err) {
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd < 0) return at_err_set(err, AT_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    at_status st = write_fd(fd, path, buf, len, err);
     if (close(fd) != 0 && st == AT_OK)
-        st = at_err_set(err, AT_E_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == AT_OK && rename(tmp, path) != 0)
-        st = at_err_set(err, AT_E_IO, "%s: rename from %s failed: %s", path, tmp, strerror(errno));
-    if (st != AT_OK) {
-        unlink(tmp);
-        goto out;
+        st = at_err_set(err, AT_E_IO, "%s: close failed: %s", path, strerror(errno));
+    return st;
+}
+
+/* Gives the anonymous file fd (O_TMPFILE) the name `name`; fails with EEXIST where it is
+ * taken. */
+static int link_fd(int fd, const char *name) {
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    if (linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW) == 0) return 0;
+#ifdef AT_EMPTY_PATH
+    /* Without /proc: needs CAP_DAC_READ_SEARCH. */
+    if (errno == ENOENT && linkat(fd, "", AT_FDCWD, name, AT_EMPTY_PATH) == 0) return 0;
+#endif
+    return -1;
+}
+
+/* Names the complete anonymous file fd: path itself when it is free (a new checkpoint: no
+ * moment at all where a kill leaves a stray file), else a temporary name beside it (*renamed
+ * set) that the caller renames over path. Only a kill between that link and the rename leaves
+ * a stray file, and a complete one; a named temporary file would be left half written by a
+ * kill at any point of the write. */
+static bool link_tmpfile(int fd, const char *path, char *tmp, size_t cap, bool *renamed) {
+    static unsigned counter;
+    *renamed = false;
+    if (link_fd(fd, path) == 0) return true;
+    if (errno != EEXIST) return false;
+    for (int tries = 0; tries < 100; tries++) {
+        snprintf(tmp, cap, "%s.tmp%ld.%u", path, (long)getpid(), counter++);
+        if (link_fd(fd, tmp) == 0) return *renamed = true;
+        if (errno != EEXIST) return false;
+    }
+    return false;
+}
+
+/* Writes buf to path through a temporary file in the same directory, so the rename is atomic,
+ * with both the file and the directory synced. The temporary file is anonymous (O_TMPFILE)
+ * where the file system allows, so a killed writer leaves nothing behind. */
+static at_status write_atomic(const char *path, const void *buf, size_t len, at_err *err) {
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode)) return at_err_set(err, AT_E_IO, "%s: is a folder", path);
+        if (!S_ISREG(sb.st_mode)) return write_in_place(path, buf, len, err);
+    }
+    size_t pl = strlen(path);
+    size_t cap = pl + 48;
+    char *tmp = malloc(cap);
+    char *dir = malloc(pl + 2);
+    if (!tmp || !dir) {
+        free(tmp);
+        free(dir);
+        return at_err_set(err, AT_E_NOMEM, "out of memory");
     }
     memcpy(dir, path, pl + 1);
     char *slash = strrchr(dir, '/');
@@ -718,6 +751,56 @@ static at_status write_atomic(const char *path, const void *buf, size_t len, at_
         dir[1] = 0;
     else
         *slash = 0;
+    at_status st = AT_OK;
+    bool anon = false;
+    int fd = -1;
+#ifdef O_TMPFILE
+    fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    anon = fd >= 0;
+#endif
+    if (fd < 0) {
+        snprintf(tmp, cap, "%s.tmpXXXXXX", path);
+        fd = mkstemp(tmp);
+    }
+    if (fd < 0) {
+        st = at_err_set(err, AT_E_IO, "%s: cannot create a temporary file: %s", path,
+                        strerror(errno));
+        goto out;
+    }
+    const char *name = anon ? path : tmp;
+    st = write_fd(fd, name, buf, len, err);
+    /* A model file is an ordinary document, whatever the temporary file was created with. */
+    if (st == AT_OK && fchmod(fd, 0644) != 0)
+        st = at_err_set(err, AT_E_IO, "%s: chmod failed: %s", name, strerror(errno));
+    if (st == AT_OK && fsync(fd) != 0)
+        st = at_err_set(err, AT_E_IO, "%s: fsync failed: %s", name, strerror(errno));
+    /* Whether tmp names our file: renamed over path at the end, removed on failure. */
+    bool named = !anon;
+    if (st == AT_OK && anon && !link_tmpfile(fd, path, tmp, cap, &named))
+        st = at_err_set(err, AT_E_IO, "%s: cannot name the temporary file: %s", path,
+                        strerror(errno));
+    /* An anonymous file is renamed before it is closed: the moment where a kill leaves it
+     * under the temporary name is two system calls long. */
+    if (st == AT_OK && anon && named) {
+        if (rename(tmp, path) != 0)
+            st = at_err_set(err, AT_E_IO, "%s: rename from %s failed: %s", path, tmp,
+                            strerror(errno));
+        else
+            named = false;
+    }
+    if (close(fd) != 0 && st == AT_OK)
+        st = at_err_set(err, AT_E_IO, "%s: close failed: %s", name, strerror(errno));
+    if (st == AT_OK && named) {
+        if (rename(tmp, path) != 0)
+            st = at_err_set(err, AT_E_IO, "%s: rename from %s failed: %s", path, tmp,
+                            strerror(errno));
+        else
+            named = false;
+    }
+    if (st != AT_OK) {
+        if (named) unlink(tmp);
+        goto out;
+    }
     int dfd = open(dir, O_RDONLY);
     if (dfd >= 0) {
         fsync(dfd); /* best effort: some file systems refuse fsync on a directory */

@@ -25,9 +25,22 @@ static at_val scale(at_graph *g, at_val x, int64_t d) {
     return at_mul(g, x, at_const_f32(g, 1.0f / sqrtf((float)d)));
 }
 
+/* Weights over the last axis of masked scores s. Hard: straight-through Gumbel-softmax,
+ * y_hard + (y_soft - stop(y_soft)) with y_soft = softmax(s + Gumbel noise) and y_hard the
+ * one-hot of its argmax: exactly y_hard forward (the difference is an exact 0), exactly
+ * softmax's gradient backward. Padded keys sit at NLU_MASK_NEG, far below any noise, so they
+ * are never picked. Exact ties (measure zero with noise) would give several ones. */
+static at_val weights_of(nlu_ctx *c, at_val s, bool hard) {
+    at_graph *g = c->g;
+    if (!hard) return at_softmax(g, s, -1);
+    s = at_add(g, s, nlu_gumbel(c, s));
+    at_val soft = at_softmax(g, s, -1);
+    return at_add(g, nlu_hard_one_hot(c, s), at_sub(g, soft, at_stop_gradient(g, soft)));
+}
+
 /* Multi-head scaled dot with query, key, value and output projections. */
 static at_val multihead(nlu_ctx *c, at_val q, int64_t dq, at_val kv, int64_t d, int heads,
-                        int group, const char *name, at_val *weights) {
+                        int group, const char *name, at_val *weights, bool hard) {
     at_graph *g = c->g;
     char nm[200];
     int64_t dh = d / heads;
@@ -42,7 +55,7 @@ static at_val multihead(nlu_ctx *c, at_val q, int64_t dq, at_val kv, int64_t d, 
     at_val s =
         scale(g, at_matmul(g, at_transpose(g, qh, 4, bhtd), at_transpose(g, kh, 4, bhdt)), dh);
     s = at_add(g, s, at_unsqueeze(g, c->kbias, 1, &head_axis));
-    at_val w = at_softmax(g, s, -1);
+    at_val w = weights_of(c, s, hard);
     if (weights) *weights = at_reduce_mean(g, w, 1, &head_axis, 0);
     at_val ctx = at_matmul(g, w, at_transpose(g, vh, 4, bhtd));
     ctx = at_reshape(g, at_transpose(g, ctx, 4, bhtd), 3, merge);
@@ -51,10 +64,10 @@ static at_val multihead(nlu_ctx *c, at_val q, int64_t dq, at_val kv, int64_t d, 
 }
 
 at_val nlu_attend(nlu_ctx *c, at_nlu_attn_kind kind, at_val q, int64_t dq, at_val kv, int64_t d,
-                  int heads, int group, const char *name, at_val *weights) {
+                  int heads, int group, const char *name, at_val *weights, bool hard) {
     at_graph *g = c->g;
     if (kind == AT_NLU_ATTN_MULTIHEAD)
-        return multihead(c, q, dq, kv, d, heads, group, name, weights);
+        return multihead(c, q, dq, kv, d, heads, group, name, weights, hard);
     bool needs_same = kind == AT_NLU_ATTN_DOT || kind == AT_NLU_ATTN_SCALED_DOT ||
                       kind == AT_NLU_ATTN_NEG_DISTANCE;
     if (needs_same && dq != d) {
@@ -120,7 +133,7 @@ at_val nlu_attend(nlu_ctx *c, at_nlu_attn_kind kind, at_val q, int64_t dq, at_va
     case AT_NLU_ATTN_MULTIHEAD:
         break;
     }
-    at_val w = at_softmax(g, at_add(g, scores, c->kbias), -1);
+    at_val w = weights_of(c, at_add(g, scores, c->kbias), hard);
     if (weights) *weights = w;
     return at_matmul(g, w, values);
 }

@@ -30,6 +30,8 @@ at_nlu_config at_nlu_config_default(void) {
         .attn2 = AT_NLU_ATTN_ADDITIVE,
         .attn_dim = 128,
         .attn_heads = 4,
+        .attn1_hard = false,
+        .attn2_hard = false,
         .slot_gate = false,
         .adv = AT_NLU_ADV_GAN,
         .d_soft = false,
@@ -54,6 +56,13 @@ at_nlu_config at_nlu_config_default(void) {
         .patience = 5,
         .select = AT_NLU_SELECT_SENTENCE,
         .label_fraction = 1.0f,
+        .adv_train = AT_NLU_ADV_TRAIN_NONE,
+        .adv_eps = 0.02f,
+        .adv_alpha = 0.5f,
+        .vat = false,
+        .vat_eps = 1.0f,
+        .vat_xi = 1e-3f,
+        .vat_weight = 1.0f,
         .seed = 1,
     };
     return c;
@@ -66,6 +75,7 @@ static const char *const adv_names[] = {"none", "gan", "grl", NULL};
 static const char *const d_input_names[] = {"hard", "soft", NULL};
 static const char *const reg_names[] = {"l2", "l1", NULL};
 static const char *const select_names[] = {"sentence", "slot_f1", "intent", NULL};
+static const char *const adv_train_names[] = {"none", "fgsm", NULL};
 
 const char *at_nlu_attn_name(at_nlu_attn_kind k) {
     return (unsigned)k <= AT_NLU_ATTN_NEG_DISTANCE ? attn_names[k] : "?";
@@ -101,6 +111,8 @@ static const field fields[] = {
     F("attn2", K_ENUM, attn2, attn_names, 0, 0),
     F("attn_dim", K_INT, attn_dim, NULL, 1, 65536),
     F("attn_heads", K_INT, attn_heads, NULL, 1, 256),
+    F("attn1_hard", K_BOOL, attn1_hard, NULL, 0, 0),
+    F("attn2_hard", K_BOOL, attn2_hard, NULL, 0, 0),
     F("slot_gate", K_BOOL, slot_gate, NULL, 0, 0),
     F("adv", K_ENUM, adv, adv_names, 0, 0),
     F("d_input", K_ENUM, d_soft, d_input_names, 0, 0),
@@ -124,6 +136,13 @@ static const field fields[] = {
     F("patience", K_INT, patience, NULL, 0, 100000),
     F("select", K_ENUM, select, select_names, 0, 0),
     F("label_fraction", K_FLOAT, label_fraction, NULL, 0, 1),
+    F("adv_train", K_ENUM, adv_train, adv_train_names, 0, 0),
+    F("adv_eps", K_FLOAT, adv_eps, NULL, 0, 1e3),
+    F("adv_alpha", K_FLOAT, adv_alpha, NULL, 0, 1),
+    F("vat", K_BOOL, vat, NULL, 0, 0),
+    F("vat_eps", K_FLOAT, vat_eps, NULL, 0, 1e3),
+    F("vat_xi", K_FLOAT, vat_xi, NULL, 1e-9, 1e3),
+    F("vat_weight", K_FLOAT, vat_weight, NULL, 0, 1e6),
     F("seed", K_U64, seed, NULL, 0, 0),
 };
 #undef F
@@ -352,7 +371,8 @@ at_status at_nlu_config_check(const at_nlu_config *c, at_err *e) {
         return at_err_set(e, AT_E_INVALID, "config: n_d_widths %d is not in 1..4", c->n_d_widths);
     if ((unsigned)c->encoder > AT_NLU_BILSTM || (unsigned)c->attn1 > AT_NLU_ATTN_NEG_DISTANCE ||
         (unsigned)c->attn2 > AT_NLU_ATTN_NEG_DISTANCE || (unsigned)c->adv > AT_NLU_ADV_GRL ||
-        (unsigned)c->select > AT_NLU_SELECT_INTENT)
+        (unsigned)c->select > AT_NLU_SELECT_INTENT ||
+        (unsigned)c->adv_train > AT_NLU_ADV_TRAIN_FGSM)
         return at_err_set(e, AT_E_INVALID, "config: an enum field is out of range");
     if (c->encoder == AT_NLU_TRANSFORMER && c->d_model % c->heads)
         return at_err_set(e, AT_E_INVALID, "config: d_model %d is not divisible by heads %d",

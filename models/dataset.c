@@ -803,7 +803,9 @@ static void note_unknown(at_encode_stats *st, const char *name) {
 }
 
 at_status at_split_encode(at_split *s, const at_nlu_vocab *v, at_encode_stats *st, at_err *e) {
-    if (!s || !v || !v->words || !v->chars || !v->slots || !v->intents)
+    /* No character vocabulary is fine: a model without character features (char_dim 0) has
+     * none in its file, and every character becomes <unk> here, unused. */
+    if (!s || !v || !v->words || !v->slots || !v->intents)
         return at_err_set(e, AT_E_INVALID, "at_split_encode: NULL split or vocabulary");
     at_encode_stats local;
     if (!st) st = &local;

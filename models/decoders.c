@@ -18,7 +18,7 @@ void nlu_decoders(nlu_ctx *c, at_val r_intent, at_val r_entity, nlu_heads *out) 
     at_val query = nlu_param(c, G_DEC, AT_SHAPE(1, 1, dq1), NLU_INIT_XAVIER, "dec.intent.query");
     at_val w1 = AT_NONE;
     at_val ci = nlu_attend(c, cfg->attn1, query, dq1, r_intent, d, cfg->attn_heads, G_DEC,
-                           "dec.intent.attn", &w1);
+                           "dec.intent.attn", &w1, cfg->attn1_hard);
     const int64_t flat[2] = {0, dv1}, q_axis = 1;
     ci = at_reshape(g, ci, 2, flat); /* [B,1,dv] -> [B,dv] */
     out->attn_intent = at_squeeze(g, w1, 1, &q_axis);
@@ -27,7 +27,7 @@ void nlu_decoders(nlu_ctx *c, at_val r_intent, at_val r_entity, nlu_heads *out) 
 
     int64_t dv2 = nlu_attn_value_dim(cfg->attn2, d);
     at_val ce = nlu_attend(c, cfg->attn2, r_entity, d, r_entity, d, cfg->attn_heads, G_DEC,
-                           "dec.entity.attn", &out->attn_entity);
+                           "dec.entity.attn", &out->attn_entity, cfg->attn2_hard);
     if (cfg->slot_gate) {
         at_val gs = nlu_linear(c, ce, dv2, a, false, NLU_INIT_XAVIER, G_DEC, "dec.gate.ws");
         at_val gi = nlu_linear(c, ci, dv1, a, true, NLU_INIT_XAVIER, G_DEC, "dec.gate.wi");

@@ -1,6 +1,7 @@
-/* The shared encoder: word embeddings (+ optional character CNN features), then L layers of
- * one kind: pre-LN transformer (learned positions, multi-head self-attention, GELU FFN) or
- * bidirectional ONNX LSTM. Writes H_1 .. H_L, each [B,T,d]. Parameters: group 0, "enc.*". */
+/* The shared encoder: word embeddings (+ optional character CNN features): x, the encoder's
+ * input vectors (where adversarial perturbations go); then L layers of one kind: pre-LN transformer
+ * (learned positions, multi-head self-attention, GELU FFN) or bidirectional ONNX LSTM. Writes H_1
+ * .. H_L, each [B,T,d]. Parameters: group 0, "enc.*". */
 #include <stdio.h>
 
 #include "models/nlu_parts.h"
@@ -14,7 +15,7 @@ at_val nlu_transformer_layer(nlu_ctx *c, at_val x, int64_t d, int heads, int64_t
     snprintf(nm, sizeof nm, "%s.ln1", name);
     at_val ln1 = nlu_layer_norm(c, x, d, group, nm);
     snprintf(nm, sizeof nm, "%s.attn", name);
-    at_val a = nlu_attend(c, AT_NLU_ATTN_MULTIHEAD, ln1, d, ln1, d, heads, group, nm, NULL);
+    at_val a = nlu_attend(c, AT_NLU_ATTN_MULTIHEAD, ln1, d, ln1, d, heads, group, nm, NULL, false);
     x = at_add(g, x, nlu_dropout(c, a));
     snprintf(nm, sizeof nm, "%s.ln2", name);
     at_val ln2 = nlu_layer_norm(c, x, d, group, nm);
@@ -72,17 +73,24 @@ static at_val positions(nlu_ctx *c, at_val tokens, int64_t d) {
     return at_node1(g, "Slice", in, 4, NULL, 0);
 }
 
-at_val nlu_encoder(nlu_ctx *c, at_val tokens, at_val lengths, at_val chars, at_val *h) {
+at_val nlu_embed(nlu_ctx *c, at_val tokens, at_val chars, int64_t *in) {
     at_graph *g = c->g;
     const at_nlu_config *cfg = c->cfg;
-    int64_t d = cfg->d_model, in = cfg->emb_dim, ffn = cfg->ffn_dim ? cfg->ffn_dim : 4 * d;
-    at_val emb = nlu_param(c, G_ENC, AT_SHAPE(c->n_words, in), NLU_INIT_EMBED, "enc.word_emb");
+    *in = cfg->emb_dim;
+    at_val emb = nlu_param(c, G_ENC, AT_SHAPE(c->n_words, *in), NLU_INIT_EMBED, "enc.word_emb");
     at_val x = at_gather(g, emb, tokens, 0);
     if (cfg->char_dim > 0) {
         at_val parts[2] = {x, char_features(c, chars)};
         x = at_concat(g, 2, parts, 2);
-        in += cfg->char_channels;
+        *in += cfg->char_channels;
     }
+    return x;
+}
+
+at_val nlu_encode(nlu_ctx *c, at_val x, int64_t in, at_val tokens, at_val lengths, at_val *h) {
+    at_graph *g = c->g;
+    const at_nlu_config *cfg = c->cfg;
+    int64_t d = cfg->d_model, ffn = cfg->ffn_dim ? cfg->ffn_dim : 4 * d;
     x = nlu_dropout(c, x);
     char nm[64];
     if (cfg->encoder == AT_NLU_TRANSFORMER) {

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "models/nlu_parts.h"
 
@@ -81,9 +82,63 @@ at_val nlu_layer_norm(nlu_ctx *c, at_val x, int64_t d, int group, const char *na
     return at_layer_norm(c->g, x, gam, bet, -1, 1e-5f);
 }
 
+void nlu_tape_free(nlu_tape *t) {
+    free(t->v);
+    memset(t, 0, sizeof *t);
+}
+
+static void tape_push(nlu_ctx *c, at_val v) {
+    nlu_tape *t = c->rec;
+    if (!t || v == AT_NONE) return;
+    if (t->n == t->cap) {
+        int cap = t->cap ? 2 * t->cap : 16;
+        at_val *nv = realloc(t->v, (size_t)cap * sizeof *nv);
+        if (!nv) {
+            at_graph_fail(c->g, AT_E_NOMEM, "random draws: out of memory");
+            return;
+        }
+        t->v = nv;
+        t->cap = cap;
+    }
+    t->v[t->n++] = v;
+}
+
+static at_val tape_next(nlu_ctx *c) {
+    if (c->play_pos >= c->play->n) {
+        at_graph_fail(c->g, AT_E_INTERNAL,
+                      "a perturbed forward draws more random values than its clean forward (%d)",
+                      c->play->n);
+        return AT_NONE;
+    }
+    return c->play->v[c->play_pos++];
+}
+
 at_val nlu_dropout(nlu_ctx *c, at_val x) {
-    if (c->cfg->dropout <= 0) return x;
-    return at_dropout(c->g, x, c->cfg->dropout, c->training, NULL);
+    at_graph *g = c->g;
+    float r = c->cfg->dropout;
+    if (r <= 0) return x;
+    if (c->play) {
+        at_val in[4] = {x, tape_next(c), at_const_f32(g, r), c->training}, y = AT_NONE;
+        if (in[1] == AT_NONE) return AT_NONE;
+        at_node_add(g, "DropoutGrad", AT_DOMAIN_ATTUNE, in, 4, &y, 1, NULL, 0);
+        return y;
+    }
+    at_val mask = AT_NONE;
+    at_val y = at_dropout(g, x, r, c->training, c->rec ? &mask : NULL);
+    tape_push(c, mask);
+    return y;
+}
+
+at_val nlu_gumbel(nlu_ctx *c, at_val x) {
+    at_graph *g = c->g;
+    if (c->play) return tape_next(c);
+    /* u is a multiple of 2^-24 in [0, 1): clipped away from 0, -log(-log u) lies in
+     * [-3.3, 16.7], and eval's zero factor never meets an infinity. */
+    at_val u = at_clip(g, at_node1(g, "RandomUniformLike", &x, 1, NULL, 0), 1e-12f, 1.0f);
+    at_val noise = at_neg(g, at_log(g, at_neg(g, at_log(g, u))));
+    noise = at_mul(g, noise, at_cast(g, c->training, AT_F32));
+    tape_push(c, noise);
+    return noise;
 }
 
 /* log(1 + e^x) = relu(x) + log(1 + e^-|x|), finite for every x. */

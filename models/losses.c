@@ -3,7 +3,8 @@
  *   L_D    = BCE(D(real), 1) + BCE(D(fake), 0)                   (real: labelled sentences)
  *   L_adv  = BCE(D(fake), 1)                                     (non-saturating)
  *   L_reg  = beta * mean over real tokens of (s - 1)^2, or |s - 1| (L1)
- * lambda_p is computed in C (at_nlu_lambda) and fed as an input. */
+ * lambda_p is computed in C (at_nlu_lambda) and fed as an input. For adversarial examples
+ * (section 6.1): the per-sentence task loss the FGSM attack differentiates, and VAT's KL. */
 #include "models/nlu_parts.h"
 
 at_val nlu_task_loss(nlu_ctx *c, const nlu_heads *h, at_val slots, at_val intents) {
@@ -75,4 +76,34 @@ void nlu_adversarial(nlu_ctx *c, at_val r_entity, const nlu_heads *h, at_val slo
     at_val fake = at_reduce_mean(g, nlu_softplus(c, out->d_fake), 0, NULL, 0);
     out->loss_d = at_add(g, real, fake);
     out->loss_adv = at_reduce_mean(g, nlu_softplus(c, at_neg(g, out->d_fake)), 0, NULL, 0);
+}
+
+at_val nlu_sentence_loss(nlu_ctx *c, const nlu_heads *h, at_val slots, at_val intents) {
+    at_graph *g = c->g;
+    const int64_t rows[2] = {-1, c->n_slots}, flat[1] = {-1}, t_axis = 1;
+    at_val li =
+        at_softmax_cross_entropy(g, h->intent_logits, intents, AT_NONE, "none", AT_IGNORE_INDEX);
+    at_val ls =
+        at_softmax_cross_entropy(g, at_reshape(g, h->slot_logits, 2, rows),
+                                 at_reshape(g, slots, 1, flat), AT_NONE, "none", AT_IGNORE_INDEX);
+    ls = at_reshape_to(g, ls, at_shape_of(g, slots)); /* [B,T], 0 where ignored */
+    at_val labelled =
+        at_cast(g, at_not(g, at_equal(g, slots, at_const_i64(g, AT_IGNORE_INDEX))), AT_F32);
+    at_val n = at_clip(g, at_reduce_sum(g, labelled, 1, &t_axis, 0), 1.0f, 3e38f);
+    at_val per = at_add(g, li, at_div(g, at_reduce_sum(g, ls, 1, &t_axis, 0), n));
+    return at_reduce_sum(g, per, 0, NULL, 0);
+}
+
+at_val nlu_kl_loss(nlu_ctx *c, at_val lp_intent, at_val lp_slots, const nlu_heads *h) {
+    at_graph *g = c->g;
+    const int64_t last = -1;
+    /* sum_k p_k (log p_k - log q_k): exactly 0 where q's logits equal p's. */
+    at_val lq = at_log_softmax(g, h->intent_logits, -1);
+    at_val ki =
+        at_reduce_sum(g, at_mul(g, at_exp(g, lp_intent), at_sub(g, lp_intent, lq)), 1, &last, 0);
+    at_val ls = at_log_softmax(g, h->slot_logits, -1);
+    at_val ks =
+        at_reduce_sum(g, at_mul(g, at_exp(g, lp_slots), at_sub(g, lp_slots, ls)), 1, &last, 0);
+    at_val tokens = nlu_weighted_mean(c, at_mul(g, ks, c->mask), c->mask);
+    return at_add(g, at_reduce_mean(g, ki, 0, NULL, 0), tokens);
 }

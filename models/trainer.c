@@ -1,7 +1,7 @@
 /* Training, evaluation and prediction of the joint NLU model.
  *
  * A training step feeds one labelled batch (bucketed by length) and, in the adversarial
- * phases, one unlabelled batch, merged into one [B,T] batch: the task loss skips the
+ * phases and with VAT, one unlabelled batch, merged into one [B,T] batch: the task loss skips the
  * unlabelled rows (AT_IGNORE_INDEX), D's real side counts labelled sentences only and its fake
  * side every sentence. A gan step runs d_steps D updates, then the combined update, on the
  * same batch. Every epoch ends with a valid evaluation (early stopping, best-model
@@ -33,8 +33,9 @@ at_nlu_train_opts at_nlu_train_defaults(void) {
 /* What one run feeds: a batch with the character window padded to AT_CHAR_WIDTH. */
 typedef struct feed_batch {
     at_batch b;
-    float lambda, lr;
+    float lambda, lr, attack_eps;
     bool training;
+    bool attack; /* feed attack_eps (and the labels) for the FGSM attack */
 } feed_batch;
 
 /* Appends rows of src to dst (dst->B rows already there, all at width dst->T). */
@@ -77,9 +78,11 @@ static int make_feeds(const at_nlu_net *n, feed_batch *f, bool labels, at_feed *
     if (n->chars != AT_NONE)
         out[k++] = (at_feed){n->chars, {AT_I64, AT_SHAPE(b->B, b->T, AT_CHAR_WIDTH), b->chars}};
     out[k++] = (at_feed){n->training, {AT_BOOL, AT_SCALAR, &f->training}};
-    if (!labels) return k;
+    if (f->attack) out[k++] = (at_feed){n->attack_eps, {AT_F32, AT_SCALAR, &f->attack_eps}};
+    if (!labels && !f->attack) return k;
     out[k++] = (at_feed){n->slots, {AT_I64, bt, b->slots}};
     out[k++] = (at_feed){n->intents, {AT_I64, bv, b->intents}};
+    if (!labels) return k;
     out[k++] = (at_feed){n->lambda, {AT_F32, AT_SCALAR, &f->lambda}};
     out[k++] = (at_feed){n->lr, {AT_F32, AT_SCALAR, &f->lr}};
     return k;
@@ -113,19 +116,20 @@ static int32_t argmax(const float *x, int64_t n) {
     return best;
 }
 
-/* Runs the eval path over split in file order; calls each(sentence i, row b of the outputs). */
+/* Runs the eval path over split in file order; calls each(sentence i, row b of the outputs).
+ * attack: the predictions under the FGSM attack with eps instead (out[0], out[1] only). */
 typedef at_status (*eval_fn)(void *user, const at_split *s, int64_t i, int64_t b,
                              const at_batch *batch, const at_tensor *out, at_err *e);
 
-static at_status eval_loop(at_nlu_model *m, const at_split *s, bool want_attn, eval_fn each,
-                           void *user, at_err *e) {
+static at_status eval_loop(at_nlu_model *m, const at_split *s, bool want_attn, bool attack,
+                           float eps, eval_fn each, void *user, at_err *e) {
     const at_nlu_net *n = at_nlu_model_net(m);
     const at_nlu_config *cfg = at_nlu_model_config(m);
     at_session *sess = at_nlu_model_session(m, e);
     if (!sess) return e && e->code ? e->code : AT_E_INVALID;
     const int64_t bs = 64;
     at_epoch ep = {0};
-    feed_batch f = {.training = false};
+    feed_batch f = {.training = false, .attack = attack, .attack_eps = eps};
     at_batch raw = {0};
     at_status st = at_epoch_plan(&ep, s, AT_SUBSET_ALL, AT_ORDER_FILE, bs, 0, 0, e);
     int64_t T = s->max_len > 0 ? s->max_len : 1;
@@ -135,6 +139,11 @@ static at_status eval_loop(at_nlu_model *m, const at_split *s, bool want_attn, e
     at_val fetch[6] = {p->intent_logits, p->slot_logits, p->attn_intent,
                        p->attn_entity,   p->s_intent,    p->s_entity};
     int n_fetch = !want_attn ? 2 : p->s_intent != AT_NONE ? 6 : 4;
+    if (attack) {
+        fetch[0] = p->attack_intent_logits;
+        fetch[1] = p->attack_slot_logits;
+        n_fetch = 2;
+    }
     for (int64_t k = 0; !st && k < ep.n_batches; k++) {
         int64_t *idx = ep.order + ep.start[k], cnt = ep.start[k + 1] - ep.start[k];
         st = at_batch_fill(&raw, s, idx, cnt, e);
@@ -145,7 +154,7 @@ static at_status eval_loop(at_nlu_model *m, const at_split *s, bool want_attn, e
         at_tensor out[6];
         st = at_session_run(sess, feeds, nf, fetch, n_fetch, out, NULL, 0);
         if (st) {
-            st = run_fail(m, st, e, "evaluation");
+            st = run_fail(m, st, e, attack ? "evaluation under attack" : "evaluation");
             break;
         }
         for (int64_t b = 0; !st && b < cnt; b++) st = each(user, s, idx[b], b, &f.b, out, e);
@@ -171,10 +180,10 @@ static at_status add_metrics(void *user, const at_split *s, int64_t i, int64_t b
                           s->slots ? len : 0, e);
 }
 
-static at_status evaluate_encoded(at_nlu_model *m, const at_split *s, at_metrics *mt,
-                                  at_metrics_summary *sum, at_err *e) {
+static at_status evaluate_encoded(at_nlu_model *m, const at_split *s, bool attack, float eps,
+                                  at_metrics *mt, at_metrics_summary *sum, at_err *e) {
     void *user[2] = {mt, (void *)at_nlu_model_vocab(m)};
-    at_status st = eval_loop(m, s, false, add_metrics, user, e);
+    at_status st = eval_loop(m, s, false, attack, eps, add_metrics, user, e);
     if (!st && sum) at_metrics_get(mt, sum);
     return st;
 }
@@ -182,7 +191,15 @@ static at_status evaluate_encoded(at_nlu_model *m, const at_split *s, at_metrics
 at_status at_nlu_evaluate(at_nlu_model *m, at_split *split, at_metrics *metrics,
                           at_metrics_summary *summary, at_err *e) {
     at_status st = encode(m, split, e);
-    return st ? st : evaluate_encoded(m, split, metrics, summary, e);
+    return st ? st : evaluate_encoded(m, split, false, 0, metrics, summary, e);
+}
+
+at_status at_nlu_evaluate_fgsm(at_nlu_model *m, at_split *split, float eps, at_metrics *metrics,
+                               at_metrics_summary *summary, at_err *e) {
+    if (!(eps >= 0) || !isfinite(eps))
+        return at_err_set(e, AT_E_INVALID, "FGSM: eps %g is not a finite number >= 0", (double)eps);
+    at_status st = encode(m, split, e);
+    return st ? st : evaluate_encoded(m, split, true, eps, metrics, summary, e);
 }
 
 static float *copy_floats(const float *src, int64_t n) {
@@ -243,7 +260,7 @@ at_status at_nlu_predict(at_nlu_model *m, at_split *split, at_nlu_pred **out, at
     if (st) return st;
     at_nlu_pred *p = calloc((size_t)(split->n ? split->n : 1), sizeof *p);
     if (!p) return at_err_set(e, AT_E_NOMEM, "prediction: out of memory");
-    st = eval_loop(m, split, true, add_pred, p, e);
+    st = eval_loop(m, split, true, false, 0, add_pred, p, e);
     if (st) {
         at_nlu_preds_free(p, split->n);
         return st;
@@ -367,10 +384,10 @@ static at_status next_unlabelled(trainer *tr, at_err *e) {
 
 /* Running sums of the losses over an epoch. */
 typedef struct loss_acc {
-    double sum[4];
-    int64_t cnt[4];
+    double sum[6];
+    int64_t cnt[6];
 } loss_acc;
-enum { L_TASK, L_D, L_ADV, L_REG };
+enum { L_TASK, L_D, L_ADV, L_REG, L_TASK_ADV, L_VAT, L_COUNT };
 
 static double mean_of(const loss_acc *a, int k) {
     return a->cnt[k] ? a->sum[k] / (double)a->cnt[k] : NAN;
@@ -380,7 +397,7 @@ static at_status run_step(trainer *tr, const at_nlu_update_set *u, const at_val 
                           const int *slot, int nfetch, loss_acc *acc, at_err *e) {
     at_feed feeds[12];
     int nf = make_feeds(tr->net, &tr->f, true, feeds);
-    at_tensor out[4];
+    at_tensor out[L_COUNT];
     at_status st = at_session_run(tr->sess, feeds, nf, fetch, nfetch, out, u->updates, u->n);
     if (st) return run_fail(tr->m, st, e, "training step");
     for (int i = 0; i < nfetch; i++) {
@@ -400,8 +417,9 @@ static void write_json(trainer *tr, int phase, int epoch, int64_t steps, const l
     if (!f) return;
     fprintf(f, "{\"phase\":%d,\"epoch\":%d,\"steps\":%lld,\"time_s\":%.3f,\"lambda\":%.6g", phase,
             epoch, (long long)steps, now_s() - tr->t0, (double)lambda);
-    const char *names[4] = {"loss_task", "loss_d", "loss_adv", "loss_reg"};
-    for (int k = 0; k < 4; k++)
+    const char *names[L_COUNT] = {"loss_task", "loss_d",        "loss_adv",
+                                  "loss_reg",  "loss_task_adv", "loss_vat"};
+    for (int k = 0; k < L_COUNT; k++)
         if (acc->cnt[k]) fprintf(f, ",\"%s\":%.6g", names[k], mean_of(acc, k));
     if (v)
         fprintf(f,
@@ -425,6 +443,8 @@ static at_nlu_progress progress_of(const trainer *tr, int phase, int epoch, int6
                          .loss_d = mean_of(acc, L_D),
                          .loss_adv = mean_of(acc, L_ADV),
                          .loss_reg = mean_of(acc, L_REG),
+                         .loss_task_adv = mean_of(acc, L_TASK_ADV),
+                         .loss_vat = mean_of(acc, L_VAT),
                          .lambda = lambda};
     return p;
 }
@@ -439,14 +459,17 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
     const at_nlu_update_set *dstep = phase > 0 ? &net->steps[AT_NLU_STEP_D] : NULL;
     if (main->n == 0 && (!dstep || dstep->n == 0)) return AT_OK;
     int epochs = cfg->epochs[phase];
-    bool adv = phase > 0 && cfg->adv != AT_NLU_ADV_NONE && tr->n_unl > 0;
+    /* Unlabelled batches feed D's fake side and VAT's KL term. */
+    bool adv = ((phase > 0 && cfg->adv != AT_NLU_ADV_NONE) || cfg->vat) && tr->n_unl > 0;
 
     /* What the main step reports. */
-    at_val fetch[4];
-    int slot[4], nf = 0;
+    at_val fetch[L_COUNT];
+    int slot[L_COUNT], nf = 0;
 #define FETCH(v, k)                                                                                \
     if ((v) != AT_NONE) fetch[nf] = (v), slot[nf++] = (k)
     FETCH(p->loss_task, L_TASK);
+    FETCH(p->loss_task_adv, L_TASK_ADV);
+    FETCH(p->loss_vat, L_VAT);
     if (phase > 0) {
         FETCH(p->loss_reg, L_REG);
         if (cfg->adv == AT_NLU_ADV_GAN) FETCH(p->loss_adv, L_ADV);
@@ -510,7 +533,7 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
         bool improved = false;
         if (tr->valid) {
             at_metrics_reset(tr->mt);
-            st = evaluate_encoded(tr->m, tr->valid, tr->mt, &vs, e);
+            st = evaluate_encoded(tr->m, tr->valid, false, 0, tr->mt, &vs, e);
             if (st) break;
             v = &vs;
             improved = !tr->have_best || better(cfg->select, &vs, &tr->best_sum);

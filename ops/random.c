@@ -42,7 +42,8 @@ static at_status like_infer(at_infer_ctx *c) {
  * element by element (tests/test_ops_random.c compares them). */
 
 static at_status normal_cpu(at_kernel_ctx *k) {
-    float mean = at_attr_float(k->node, "mean", 0.0f), scale = at_attr_float(k->node, "scale", 1.0f);
+    float mean = at_attr_float(k->node, "mean", 0.0f),
+          scale = at_attr_float(k->node, "scale", 1.0f);
     if (!isfinite(mean) || !isfinite(scale))
         return at_kernel_fail(k, AT_E_INVALID, "mean %g and scale %g must be finite", (double)mean,
                               (double)scale);

@@ -244,6 +244,32 @@ printf 'play_music\nset_alarm\n' >"$T/badtest/label"
 expect 2 "$T/badtest/seq.out:2" eval "$T/t.onnx" --data "$T/badtest"
 expect 2 "$SAMPLE/nope: no such folder" eval "$T/t.onnx" --data "$SAMPLE" --split nope
 
+# adversarial examples, adversarial training, VAT, hard attention (issue 5)
+expect 0 "FGSM on the word embeddings" eval "$T/t.onnx" --data "$SAMPLE/test" --attack fgsm \
+    --eps 0,0.05
+expect 0 "" eval "$T/t.onnx" --data "$SAMPLE/test" --json --attack fgsm --eps 0,0.05
+json_ok "eval --attack --json" "$T/out" \
+    '[r["eps"] for r in d["attack"]["results"]] == [0, 0.05] and d["attack"]["results"][0]["slot_f1"] == d["slot_f1"]'
+expect 2 "--attack: 'pgd' is not one of fgsm" eval "$T/t.onnx" $D --attack pgd
+expect 2 "--eps: 'abc' is not a number >= 0" eval "$T/t.onnx" $D --attack fgsm --eps 0.1,abc
+expect 2 "give --attack fgsm too" eval "$T/t.onnx" $D --eps 0.1
+ADV="--max-steps 3 --threads 1 --progress none --epochs0 1 --epochs1 0 --epochs2 0"
+expect 0 "wrote $T/adv.onnx" train "$T/m.onnx" $D -o "$T/adv.onnx" $ADV --adv-train fgsm \
+    --adv-eps 0.05 --adv-alpha 0.5
+expect 0 "wrote $T/vat.onnx" train "$T/m.onnx" $D -o "$T/vat.onnx" $ADV --vat --vat-eps 1 \
+    --vat-xi 1e-3 --vat-weight 0.5 --label-fraction 0.5
+expect 2 "--adv-train: 'pgd' is not one of none, fgsm" train "$T/m.onnx" $D --adv-train pgd
+expect 2 "--adv-eps: -1 is out of range" train "$T/m.onnx" $D --adv-eps -1
+expect 2 "--adv-alpha: 2 is out of range" train "$T/m.onnx" $D --adv-alpha 2
+expect 2 "--vat-xi: 0 is out of range" train "$T/m.onnx" $D --vat --vat-xi 0
+expect 2 "option '--vat' takes no value" train "$T/m.onnx" $D --vat=yes
+expect 0 "attention additive (hard)/additive (hard)" build $D $TINY --attn1-hard --hard-attn2 \
+    -o "$T/hard.onnx"
+expect 0 '"attention":' predict "$T/hard.onnx" --attention "book a table for two"
+json_ok "hard attention is one-hot" "$T/out" \
+    'sorted(d["attention"]["intent"]) == [0] * 4 + [1] and all(sorted(r) == [0] * 4 + [1] for r in d["attention"]["entity"])'
+expect 2 "option '--attn1-hard' takes no value" build $D -o "$T/m2.onnx" --attn1-hard=1
+
 # predict: JSON lines, attention, heatmap, stdin
 expect 0 '"intent":' predict "$T/t.onnx" "book a table for two" "wake me up at seven"
 [ "$(wc -l <"$T/out")" -eq 2 ] && passed=$((passed + 1)) || fail "predict: one line a sentence"

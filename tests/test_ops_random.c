@@ -100,9 +100,9 @@ static void check_op(const char *op, const at_attr *attrs, int n_attrs, at_dtype
     int64_t bad = 0;
     double worst = 0;
     for (int64_t i = 0; i < N; i++) {
-        double want = normal ? at_rng_normal(key, step, (uint64_t)i) * (float)scale_attr +
-                                   (float)mean_attr
-                             : (float)lo + ((float)hi - (float)lo) * at_rng_uniform(key, step, i);
+        double want =
+            normal ? at_rng_normal(key, step, (uint64_t)i) * (float)scale_attr + (float)mean_attr
+                   : (float)lo + ((float)hi - (float)lo) * at_rng_uniform(key, step, i);
         double d = fabs(y1[i] - want);
         if (d > worst) worst = d;
         bad += d > 1e-6 * (1 + fabs(want));

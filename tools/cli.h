@@ -169,14 +169,15 @@ void cli_xml_str(FILE *f, const char *s);
 /* Options that set fields of at_nlu_config. Each row keeps its value and whether it was given
  * inside the table, and cli_opt rows point there: initialize the table in place and keep it
  * where it is while the rows are in use (copies of the rows are fine). */
-#define CLI_CFG_MAX 48
+#define CLI_CFG_MAX 64
 
 typedef enum cli_cfg_set {
-    CLI_CFG_ARCH,  /* architecture and vocabularies: fixed once a model is built */
-    CLI_CFG_SCHED, /* epochs, batch, optimizer, dropout, patience, selection */
-    CLI_CFG_ADV,   /* the adversarial term */
-    CLI_CFG_DATA,  /* label fraction */
-    CLI_CFG_SEED,  /* the seed */
+    CLI_CFG_ARCH,   /* architecture and vocabularies: fixed once a model is built */
+    CLI_CFG_SCHED,  /* epochs, batch, optimizer, dropout, patience, selection */
+    CLI_CFG_ADV,    /* the adversarial term */
+    CLI_CFG_ROBUST, /* adversarial training and VAT */
+    CLI_CFG_DATA,   /* label fraction */
+    CLI_CFG_SEED,   /* the seed */
 } cli_cfg_set;
 
 typedef union cli_val {

@@ -59,7 +59,8 @@ int cmd_build(int argc, char **argv) {
     st = at_nlu_save(m, out, &e);
     if (st != AT_OK) {
         at_nlu_model_free(m);
-        return cli_fail(CLI_EXIT_FAIL, CMD, "writing %s: %s", out, e.msg);
+        /* The library's message names the file already. */
+        return cli_fail(CLI_EXIT_FAIL, CMD, "%s", e.msg);
     }
     char desc[512];
     cli_model_describe(m, desc, sizeof desc);

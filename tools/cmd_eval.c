@@ -1,6 +1,8 @@
 /* attune eval: intent accuracy, slot F1 by the conlleval rules with a per-type table, and
- * sentence accuracy of a model on a split. */
+ * sentence accuracy of a model on a split; with --attack fgsm, the same metrics under FGSM on
+ * the word embeddings for each eps of a list. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -16,8 +18,52 @@ static void json_prf(FILE *f, const char *prefix, const at_prf *p, bool f1) {
             prefix, (long long)p->pred, prefix, (long long)p->correct);
 }
 
+#define MAX_EPS     32
+#define DEFAULT_EPS "0.01,0.02,0.05"
+
+/* "0.01,0.05": 1 to MAX_EPS finite numbers >= 0. */
+static int parse_eps(const char *v, double *eps, int *n) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", v);
+    *n = 0;
+    for (char *p = buf, *end;; p = end + 1) {
+        end = strchr(p, ',');
+        if (end) *end = 0;
+        if (*n == MAX_EPS)
+            return cli_fail(CLI_EXIT_USAGE, CMD, "--eps: more than %d values", MAX_EPS);
+        if (!cli_parse_f64(p, &eps[*n]) || eps[*n] < 0)
+            return cli_fail(CLI_EXIT_USAGE, CMD,
+                            "--eps: '%s' is not a number >= 0 (give a list like %s)", p,
+                            DEFAULT_EPS);
+        (*n)++;
+        if (!end) break;
+    }
+    return CLI_CONTINUE;
+}
+
+typedef struct attack_row {
+    double eps;
+    at_metrics_summary sum;
+} attack_row;
+
+/* The metrics under FGSM for each eps. */
+static int run_attack(at_nlu_model *m, at_split *s, const double *eps, int n, attack_row *rows) {
+    for (int i = 0; i < n; i++) {
+        at_err e = {0};
+        at_metrics *mt = NULL;
+        at_status st = at_metrics_new(&mt, &e);
+        rows[i].eps = eps[i];
+        if (st == AT_OK) st = at_nlu_evaluate_fgsm(m, s, (float)eps[i], mt, &rows[i].sum, &e);
+        at_metrics_free(mt);
+        if (st != AT_OK)
+            return cli_fail(cli_exit_for_work(st), CMD, "--attack fgsm --eps %g: %s", eps[i],
+                            e.msg);
+    }
+    return CLI_CONTINUE;
+}
+
 int cmd_eval(int argc, char **argv) {
-    const char *data = NULL, *split_name = "test", *device = "cpu";
+    const char *data = NULL, *split_name = "test", *device = "cpu", *attack = NULL, *eps_s = NULL;
     bool json = false;
     int64_t threads = 0;
     const cli_opt opts[] = {
@@ -35,11 +81,16 @@ int cmd_eval(int argc, char **argv) {
                      "slot precision and recall, token accuracy, the counts, per-type scores"),
         CLI_OPT_CHOICE("device", &device, "cpu|cuda", "where to run"),
         CLI_OPT_INT("threads", &threads, 0, 4096, "CPU threads; 0 = OpenMP's default"),
+        CLI_OPT_CHOICE("attack", &attack, "fgsm",
+                       "also evaluate under an attack: fgsm moves each sentence's word embeddings "
+                       "x by eps sign(grad_x J), J its loss with the gold labels"),
+        CLI_OPT_STR("eps", &eps_s, "E[,E2,...]",
+                    "the attack's eps values (per coordinate of x) [default: " DEFAULT_EPS "]"),
     };
     const cli_group groups[] = {CLI_GROUP("Options", opts)};
     const cli_cmd c = {
         .name = CMD,
-        .usage = "MODEL.onnx --data DIR [--json]",
+        .usage = "MODEL.onnx --data DIR [--json] [--attack fgsm [--eps E,...]]",
         .summary = "Evaluate a model: intent accuracy, slot F1 (conlleval rules) with a per-slot "
                    "table, sentence accuracy.",
         .about = "Slot spans come from the BIO tags as conlleval finds them; a predicted span is "
@@ -47,7 +98,8 @@ int cmd_eval(int argc, char **argv) {
                  "accuracy counts sentences whose intent and every slot label are right. Labels "
                  "the training split did not have are reported on stderr and count as errors.",
         .epilog = "Examples:\n  attune eval trained.onnx --data data/sample/test\n  attune eval "
-                  "trained.onnx --data data/sample --split valid --json",
+                  "trained.onnx --data data/sample --split valid --json\n  attune eval "
+                  "trained.onnx --data data/sample/test --attack fgsm --eps 0.01,0.05,0.1",
         .groups = groups,
         .n_groups = 1,
         .min_pos = 1,
@@ -57,6 +109,13 @@ int cmd_eval(int argc, char **argv) {
     int n_pos, rc = cli_parse(&c, argc, argv, &n_pos);
     if (rc != CLI_CONTINUE) return rc;
     const char *model_path = argv[0];
+    double eps[MAX_EPS];
+    int n_eps = 0;
+    if (eps_s && !attack)
+        return cli_fail(CLI_EXIT_USAGE, CMD, "--eps is the attack's: give --attack fgsm too");
+    if (attack && (rc = parse_eps(eps_s ? eps_s : DEFAULT_EPS, eps, &n_eps)) != CLI_CONTINUE)
+        return rc;
+    attack_row rows[MAX_EPS];
     if ((rc = cli_check_device(CMD, device)) != CLI_CONTINUE) return rc;
     at_nlu_model *m = NULL;
     at_split *s = NULL;
@@ -84,6 +143,7 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_fail(cli_exit_for_work(st), CMD, "%s", e.msg);
         goto done;
     }
+    if (attack && (rc = run_attack(m, s, eps, n_eps, rows)) != CLI_CONTINUE) goto done;
     if (json) {
         FILE *f = stdout;
         fprintf(
@@ -112,12 +172,32 @@ int cmd_eval(int argc, char **argv) {
             json_prf(f, "", &p, true);
             fputc('}', f);
         }
-        fprintf(f, "}}\n");
+        fprintf(f, "}");
+        if (attack) {
+            fprintf(f, ",\"attack\":{\"method\":\"fgsm\",\"results\":[");
+            for (int i = 0; i < n_eps; i++)
+                fprintf(f,
+                        "%s{\"eps\":%.9g,\"intent_acc\":%.4f,\"slot_f1\":%.4f,"
+                        "\"sentence_acc\":%.4f}",
+                        i ? "," : "", rows[i].eps, 100 * rows[i].sum.intent_acc,
+                        100 * rows[i].sum.slots.f1, 100 * rows[i].sum.sentence_acc);
+            fprintf(f, "]}");
+        }
+        fprintf(f, "}\n");
     } else {
         printf("%s on %s: %lld sentences\n", model_path, s->path, (long long)sum.sentences);
         if (at_metrics_print(mt, stdout, &e) != AT_OK) {
             rc = cli_fail(CLI_EXIT_FAIL, CMD, "%s", e.msg);
             goto done;
+        }
+        if (attack) {
+            printf("\nFGSM on the word embeddings (x + eps sign(grad_x J), gold labels):\n");
+            printf("%10s  %8s  %8s  %8s\n", "eps", "intent", "slot F1", "sentence");
+            printf("%10s  %8.2f  %8.2f  %8.2f\n", "clean", 100 * sum.intent_acc, 100 * sum.slots.f1,
+                   100 * sum.sentence_acc);
+            for (int i = 0; i < n_eps; i++)
+                printf("%10g  %8.2f  %8.2f  %8.2f\n", rows[i].eps, 100 * rows[i].sum.intent_acc,
+                       100 * rows[i].sum.slots.f1, 100 * rows[i].sum.sentence_acc);
         }
     }
     rc = CLI_EXIT_OK;

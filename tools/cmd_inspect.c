@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "outfile.h"
 
 #define CMD "inspect"
 
@@ -183,10 +184,14 @@ int cmd_inspect(int argc, char **argv) {
     at_graph *g = cli_load_graph(CMD, path, &rc);
     if (!g) return rc;
     FILE *f = stdout;
-    if (out && !(f = fopen(out, "w"))) {
-        rc = cli_fail(CLI_EXIT_FAIL, CMD, "%s: %s", out, strerror(errno));
-        at_graph_free(g);
-        return rc;
+    cli_out of = {0};
+    if (out) {
+        if (cli_out_open(&of, out) != 0) {
+            rc = cli_fail(CLI_EXIT_FAIL, CMD, "%s: %s", out, strerror(errno));
+            at_graph_free(g);
+            return rc;
+        }
+        f = of.f;
     }
     at_status st = AT_OK;
     rc = CLI_EXIT_OK;
@@ -196,14 +201,16 @@ int cmd_inspect(int argc, char **argv) {
         rc = write_summary(f, g, path);
     else
         st = at_graph_write_text(g, f);
-    if (st != AT_OK && rc == CLI_EXIT_OK)
-        rc = cli_fail(CLI_EXIT_FAIL, CMD, "writing %s failed (%s)", out ? out : "stdout",
-                      at_status_str(st));
-    bool err = ferror(f) != 0;
-    if ((f == stdout ? fflush(f) : fclose(f)) != 0) err = true;
-    if (err && rc == CLI_EXIT_OK)
-        rc = cli_fail(CLI_EXIT_FAIL, CMD, "writing %s failed: %s", out ? out : "stdout",
-                      strerror(errno));
+    /* The write's own errno (ENOSPC), before closing can replace it. */
+    int werr = st != AT_OK || ferror(f) ? errno : 0;
+    bool failed = st != AT_OK || rc != CLI_EXIT_OK;
+    int cerr = 0;
+    if (out ? cli_out_close(&of, failed) != 0 : fflush(f) != 0 || ferror(f)) cerr = errno;
+    if (rc == CLI_EXIT_OK && (failed || cerr)) {
+        int en = werr ? werr : cerr ? cerr : EIO;
+        rc = out ? cli_fail(CLI_EXIT_FAIL, CMD, "writing %s failed: %s", out, strerror(en))
+                 : cli_fail(CLI_EXIT_FAIL, CMD, "writing to stdout failed: %s", strerror(en));
+    }
     at_graph_free(g);
     return rc;
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "outfile.h"
 
 #define CMD "predict"
 
@@ -79,8 +80,10 @@ static int write_heatmap(const char *path, const at_nlu_model *m, const at_split
     const at_nlu_vocab *v = at_nlu_model_vocab(m);
     int64_t n = p->n;
     const char **tok = s->words + s->start[i];
-    FILE *f = fopen(path, "w");
-    if (!f) return cli_fail(CLI_EXIT_FAIL, CMD, "--heatmap %s: %s", path, strerror(errno));
+    cli_out of;
+    if (cli_out_open(&of, path) != 0)
+        return cli_fail(CLI_EXIT_FAIL, CMD, "--heatmap %s: %s", path, strerror(errno));
+    FILE *f = of.f;
     double cell = n <= 14 ? 40 : n <= 28 ? 560.0 / (double)n : 20;
     double lw = 60, tw = 0;
     for (int64_t t = 0; t < n; t++) {
@@ -111,7 +114,7 @@ static int write_heatmap(const char *path, const at_nlu_model *m, const at_split
         if (!si || !se) {
             free(si);
             free(se);
-            fclose(f);
+            cli_out_close(&of, true);
             return cli_fail(CLI_EXIT_FAIL, CMD, "out of memory");
         }
         s_means(p->s_intent, n, p->d, si);
@@ -231,10 +234,11 @@ static int write_heatmap(const char *path, const at_nlu_model *m, const at_split
     fprintf(f, "</svg>\n");
     free(si);
     free(se);
-    bool err = ferror(f) != 0;
-    if (fclose(f) != 0 || err)
+    /* The write's own errno (ENOSPC), before closing can replace it. */
+    int werr = ferror(f) ? errno : 0;
+    if (cli_out_close(&of, false) != 0)
         return cli_fail(CLI_EXIT_FAIL, CMD, "--heatmap %s: writing failed: %s", path,
-                        strerror(errno));
+                        strerror(werr ? werr : errno));
     return CLI_EXIT_OK;
 }
 

@@ -141,6 +141,10 @@ static void losses_text(const at_nlu_progress *pr, char *buf, size_t cap) {
         k += snprintf(buf + k, cap - (size_t)k, "  adv %.4f", pr->loss_adv);
     if (isfinite(pr->loss_reg) && k > 0 && (size_t)k < cap)
         k += snprintf(buf + k, cap - (size_t)k, "  reg %.2g", pr->loss_reg);
+    if (isfinite(pr->loss_task_adv) && k > 0 && (size_t)k < cap)
+        k += snprintf(buf + k, cap - (size_t)k, "  loss(x+eta) %.4f", pr->loss_task_adv);
+    if (isfinite(pr->loss_vat) && k > 0 && (size_t)k < cap)
+        k += snprintf(buf + k, cap - (size_t)k, "  vat %.4f", pr->loss_vat);
     if (pr->phase > 0 && pr->lambda > 0 && k > 0 && (size_t)k < cap)
         snprintf(buf + k, cap - (size_t)k, "  lambda %.3f", pr->lambda);
 }
@@ -574,8 +578,9 @@ int cmd_train(int argc, char **argv) {
     sched[ns++] = (cli_opt)CLI_OPT_FLOAT(
         "time-limit", &t.time_limit, 0, 1e9,
         "stop training after this many seconds, keeping the best model; 0 = none");
-    cli_opt adv[CLI_CFG_MAX];
+    cli_opt adv[CLI_CFG_MAX], robust[CLI_CFG_MAX];
     int nv = cli_cfg_rows(&co, CLI_CFG_ADV, adv);
+    int nr = cli_cfg_rows(&co, CLI_CFG_ROBUST, robust);
     const cli_opt run[] = {
         CLI_OPT_CHOICE("device", &t.device, "cpu|cuda", "where to train"),
         CLI_OPT_INT("threads", &t.threads, 0, 4096, "CPU threads; 0 = OpenMP's default"),
@@ -602,6 +607,7 @@ int cmd_train(int argc, char **argv) {
         CLI_GROUP("Data", io),
         {"Schedule", sched, ns, NULL},
         {"Adversarial term", adv, nv, NULL},
+        {"Adversarial examples and VAT (on the word embeddings)", robust, nr, NULL},
         CLI_GROUP("Running", run),
         {"Model (when train builds the model: no MODEL argument)", arch, na, &model_given},
     };
@@ -618,9 +624,12 @@ int cmd_train(int argc, char **argv) {
                  "step and still writes the best model so far.",
         .epilog = "Examples:\n  attune train model.onnx --data data/sample -o trained.onnx "
                   "--epochs0 5 --epochs1 1 --epochs2 2\n  attune train --data data/sample --kind "
-                  "bilstm --layers 1 --generator off --mode none --epochs0 8 -o base.onnx",
+                  "bilstm --layers 1 --generator off --mode none --epochs0 8 -o base.onnx\n  "
+                  "attune train model.onnx --data data/sample --adv-train fgsm --adv-eps 0.02 "
+                  "-o adv.onnx\n  attune train model.onnx --data data/sample --vat "
+                  "--label-fraction 0.1 -o vat.onnx",
         .groups = groups,
-        .n_groups = 5,
+        .n_groups = 6,
         .min_pos = 0,
         .max_pos = 1,
     };

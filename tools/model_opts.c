@@ -62,7 +62,7 @@ void cli_cfg_init(cli_cfg_opts *o) {
     for (int i = 0; i < d.n_d_widths && i < 4; i++)
         k += snprintf(widths + k, sizeof widths - (size_t)k, "%s%d", i ? "," : "", d.d_widths[i]);
     memset(o, 0, sizeof *o);
-    const cli_cfg_set A = CLI_CFG_ARCH, S = CLI_CFG_SCHED, V = CLI_CFG_ADV;
+    const cli_cfg_set A = CLI_CFG_ARCH, S = CLI_CFG_SCHED, V = CLI_CFG_ADV, R = CLI_CFG_ROBUST;
 
     ROW_CHOICE(A, "+preset", "preset", "joint-nlu", "joint-nlu|baseline",
                "joint-nlu: the model of DESIGN.md section 6; baseline: the same with the "
@@ -93,9 +93,12 @@ void cli_cfg_init(cli_cfg_opts *o) {
             "attention size (additive scoring; the entity decoder's a_t)");
     ROW_INT(A, "attn_heads", "attn-heads", d.attn_heads, 1, 256,
             "heads of multi-head scoring (a divisor of --dim)");
-    ROW_FLAG(A, "hard_attn1", "hard-attn1",
-             "hard attention (straight-through Gumbel-softmax) in the first component");
-    ROW_FLAG(A, "hard_attn2", "hard-attn2", "hard attention in the second component");
+    ROW_FLAG(A, "attn1_hard", "attn1-hard",
+             "hard attention in the first component: straight-through Gumbel-softmax (one-hot "
+             "forward, softmax backward; no noise in evaluation)");
+    ROW_FLAG(A, "attn1_hard", "hard-attn1", "the same as --attn1-hard");
+    ROW_FLAG(A, "attn2_hard", "attn2-hard", "hard attention in the second component");
+    ROW_FLAG(A, "attn2_hard", "hard-attn2", "the same as --attn2-hard");
     ROW_FLAG(A, "slot_gate", "slot-gate", "gate the slot decoder by the intent context");
     ROW_INT(A, "d_channels", "disc-channels", d.d_channels, 1, 65536,
             "discriminator channels per kernel width");
@@ -146,6 +149,24 @@ void cli_cfg_init(cli_cfg_opts *o) {
     ROW_FLOAT(V, "gamma", "gamma", d.gamma, 0, 1e6, "steepness of the lambda_p schedule");
     ROW_FLOAT(V, "beta", "beta", d.beta, 0, 1e6, "weight of the regularization of s toward 1");
     ROW_CHOICE(V, "reg", "reg", d.reg_l1 ? "l1" : "l2", "l2|l1", "regularization of s");
+
+    ROW_CHOICE(R, "adv_train", "adv-train", d.adv_train == AT_NLU_ADV_TRAIN_FGSM ? "fgsm" : "none",
+               "none|fgsm",
+               "adversarial training on the word embeddings x: J' = alpha J(x) + (1 - alpha) "
+               "J(x + eps sign(grad_x J)), the perturbation held constant");
+    ROW_FLOAT(R, "adv_eps", "adv-eps", d.adv_eps, 0, 1e3,
+              "eps of adversarial training (a step per coordinate of x)");
+    ROW_FLOAT(R, "adv_alpha", "adv-alpha", d.adv_alpha, 0, 1,
+              "alpha: the weight of the clean loss in J'");
+    ROW_FLAG(R, "vat", "vat",
+             "virtual adversarial training: + weight KL(p(y|x) || p(y|x + r_vadv)), r_vadv from "
+             "one power iteration, on labelled and unlabelled sentences (--unlabelled, "
+             "--label-fraction)");
+    ROW_FLOAT(R, "vat_eps", "vat-eps", d.vat_eps, 0, 1e3,
+              "L2 norm of r_vadv, per sentence (over its tokens' x)");
+    ROW_FLOAT(R, "vat_xi", "vat-xi", d.vat_xi, 1e-9, 1e3,
+              "the power iteration's probe size (1e-3 survives float32; 1e-6 is noise)");
+    ROW_FLOAT(R, "vat_weight", "vat-weight", d.vat_weight, 0, 1e6, "weight of the VAT term");
 
     ROW_FLOAT(CLI_CFG_DATA, "label_fraction", "label-fraction", d.label_fraction, 0, 1,
               "keep the labels of this seeded fraction of the training split; the rest is used "
@@ -443,11 +464,19 @@ void cli_model_describe(at_nlu_model *m, char *buf, size_t cap) {
     const at_nlu_config *c = at_nlu_model_config(m);
     const at_nlu_vocab *v = at_nlu_model_vocab(m);
     const char *adv = c->adv == AT_NLU_ADV_GAN ? "gan" : c->adv == AT_NLU_ADV_GRL ? "grl" : "none";
+    char robust[128] = "";
+    if (c->adv_train == AT_NLU_ADV_TRAIN_FGSM)
+        snprintf(robust, sizeof robust, ", adv-train fgsm eps %g alpha %g", (double)c->adv_eps,
+                 (double)c->adv_alpha);
+    if (c->vat)
+        snprintf(robust + strlen(robust), sizeof robust - strlen(robust), ", vat eps %g",
+                 (double)c->vat_eps);
     snprintf(buf, cap,
-             "%s x%d d=%d, G %s, attention %s/%s, adversarial %s; %lld parameters; %d words, "
-             "%d slot labels, %d intents",
+             "%s x%d d=%d, G %s, attention %s%s/%s%s, adversarial %s%s; %lld parameters; %d "
+             "words, %d slot labels, %d intents",
              c->encoder == AT_NLU_BILSTM ? "bilstm" : "transformer", c->layers, c->d_model,
-             c->use_g ? "on" : "off", attn_cli_name(c->attn1), attn_cli_name(c->attn2), adv,
+             c->use_g ? "on" : "off", attn_cli_name(c->attn1), c->attn1_hard ? " (hard)" : "",
+             attn_cli_name(c->attn2), c->attn2_hard ? " (hard)" : "", adv, robust,
              (long long)at_nlu_model_num_params(m, ~0u), at_vocab_size(v->words),
              at_vocab_size(v->slots), at_vocab_size(v->intents));
 }

@@ -10,6 +10,12 @@
  * Parameter groups: AT_NLU_G_ENCODER (embeddings + encoder), AT_NLU_G_DECODERS,
  * AT_NLU_G_GENERATOR, AT_NLU_G_DISCRIMINATOR.
  *
+ * Adversarial tools of DESIGN.md section 6.1 on x, the encoder's input vectors: the FGSM attack
+ * of evaluation (at_nlu_evaluate_fgsm), adversarial training and VAT (config adv_train, vat: a
+ * part of every step's loss), and hard attention (attn1_hard, attn2_hard). A perturbed forward
+ * is the same graph code on x + delta: shared weights, and the clean forward's dropout masks
+ * and Gumbel noise replayed, so delta is its only difference.
+ *
  * Typical use (what `attune build/train/eval/predict` do):
  *
  *     at_nlu_config cfg = at_nlu_config_default();
@@ -98,7 +104,7 @@ typedef struct at_nlu_config {
      * forward is the one-hot of argmax(scores + Gumbel noise) over the real tokens (no noise in
      * evaluation), the backward the gradient of softmax(scores + noise). */
     bool attn1_hard, attn2_hard;
-    bool slot_gate;                /* Goo et al. (2018) slot gate from the intent context */
+    bool slot_gate; /* Goo et al. (2018) slot gate from the intent context */
     /* discriminator and losses */
     at_nlu_adv_mode adv;
     bool d_soft;     /* false: hard one-hot + straight-through; true: smoothed gold vs softmax */
@@ -130,7 +136,7 @@ typedef struct at_nlu_config {
     float vat_eps;   /* ||r_vadv|| per sentence (L2 over tokens and features) */
     float vat_xi;    /* the power iteration's probe size (survives float32 at ~1e-3) */
     float vat_weight;
-    uint64_t seed;        /* parameter init, label fraction, batch order, dropout */
+    uint64_t seed; /* parameter init, label fraction, batch order, dropout */
 } at_nlu_config;
 
 /* DESIGN.md's starting hyperparameters: transformer, L = 2, embeddings 128, d = 256, G on
@@ -203,18 +209,18 @@ typedef struct at_nlu_path {
     /* Adversarial examples on x (the encoder's input vectors, net.emb). Every perturbed forward
      * shares the weights and replays the clean forward's dropout masks and Gumbel noise, so
      * the perturbation is its only difference. */
-    at_val loss_obj;           /* L_task with the adversarial-training and VAT terms: what
-                                * STEP_BASE minimizes and loss_main builds on */
-    at_val adv_delta;          /* adv_train: eta = adv_eps sign(emb_grad) on real tokens */
-    at_val loss_task_adv;      /* adv_train: L_task(x + eta) */
-    at_val vat_delta;          /* vat: r_vadv [B,T,in] */
-    at_val loss_vat;           /* vat: KL(p(y|x) || p(y|x + r_vadv)), intent + mean over tokens */
+    at_val loss_obj;      /* L_task with the adversarial-training and VAT terms: what
+                           * STEP_BASE minimizes and loss_main builds on */
+    at_val adv_delta;     /* adv_train: eta = adv_eps sign(grad_x L_task) on real tokens */
+    at_val loss_task_adv; /* adv_train: L_task(x + eta) */
+    at_val vat_delta;     /* vat: r_vadv [B,T,in] */
+    at_val loss_vat;      /* vat: KL(p(y|x) || p(y|x + r_vadv)), intent + mean over tokens */
     /* The FGSM attack (eval path only), on J = the sum over sentences of each sentence's own
      * L_task (its intent CE + the mean of its tokens' slot CE), so a sentence's perturbation
      * does not depend on the batch it is evaluated in: */
-    at_val loss_sent;    /* J at x */
-    at_val emb_grad;     /* [B,T,in] grad_x J (gold labels) */
-    at_val attack_delta; /* attack_eps sign(emb_grad) on real tokens */
+    at_val loss_sent;                                /* J at x */
+    at_val emb_grad;                                 /* [B,T,in] grad_x J (gold labels) */
+    at_val attack_delta;                             /* attack_eps sign(emb_grad) on real tokens */
     at_val attack_intent_logits, attack_slot_logits; /* the predictions at x + attack_delta */
     at_val loss_sent_attack;                         /* J there */
 } at_nlu_path;
@@ -222,15 +228,15 @@ typedef struct at_nlu_path {
 /* The values of the training graph, for the trainer, tests and advanced callers. */
 typedef struct at_nlu_net {
     /* inputs */
-    at_val tokens;   /* [B,T] int64 */
-    at_val mask;     /* [B,T] float32: 1 token, 0 padding */
-    at_val lengths;  /* [B] int64 (bilstm; AT_NONE for the transformer) */
-    at_val chars;    /* [B,T,16] int64 (char_dim > 0) */
-    at_val slots;    /* [B,T] int64, AT_IGNORE_INDEX where unlabelled or padding */
-    at_val intents;  /* [B] int64, AT_IGNORE_INDEX where unlabelled */
-    at_val lambda;   /* scalar: lambda_p (gan: weight of L_adv; grl: reversal scale) */
-    at_val lr;       /* scalar */
-    at_val training; /* bool scalar: dropout on */
+    at_val tokens;     /* [B,T] int64 */
+    at_val mask;       /* [B,T] float32: 1 token, 0 padding */
+    at_val lengths;    /* [B] int64 (bilstm; AT_NONE for the transformer) */
+    at_val chars;      /* [B,T,16] int64 (char_dim > 0) */
+    at_val slots;      /* [B,T] int64, AT_IGNORE_INDEX where unlabelled or padding */
+    at_val intents;    /* [B] int64, AT_IGNORE_INDEX where unlabelled */
+    at_val lambda;     /* scalar: lambda_p (gan: weight of L_adv; grl: reversal scale) */
+    at_val lr;         /* scalar */
+    at_val training;   /* bool scalar: dropout on */
     at_val attack_eps; /* scalar: the FGSM attack's eps (eval path's attack_* values only) */
     at_val emb;        /* [B,T,in] x: the encoder's input vectors (before input dropout) */
     int64_t emb_dim;   /* in */
