@@ -4,7 +4,7 @@
 # ONNX interop tests, Python's onnx/onnxruntime/numpy from pip.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libprotobuf-c-dev protobuf-c-compiler python3 python3-pip
-      clang libclang-rt-14-dev libomp-14-dev)
+      clang libclang-rt-14-dev libomp-14-dev valgrind)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
