@@ -177,8 +177,9 @@ def scaling_data(rows):
 def scaling_tables(by_b, by_t, out, rows=()):
     rss = {}
     for r in rows:
-        if r["section"] == "scaling":
-            rss[(r["impl"], r["batch"], r["seq"])] = r["peak_rss_mb"]
+        if r["section"] in ("scaling", "train"):
+            k = (r["impl"], r["batch"], r["seq"])
+            rss[k] = max(rss.get(k, 0.0), r["peak_rss_mb"])
     for title, data, key in (("batch (T = 16)", by_b, "B"), ("T (B = 32)", by_t, "T")):
         xs = sorted({x for d in data.values() for x in d})
         if not xs:
