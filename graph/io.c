@@ -584,7 +584,7 @@ static at_status build_model(saver *sv, const at_save_opts *o, const extra_meta 
 
     /* nodes */
     gp->node = sv_array(sv, (size_t)nn, sizeof(NodeProto *));
-    strmap names;
+    strmap names = {0};
     if (!gp->node || !sm_init(&names, (size_t)nn)) {
         sm_free(&names);
         return at_err_set(err, AT_E_NOMEM, "out of memory");
@@ -815,8 +815,8 @@ out:
 static at_status save_ex(const at_graph *g, const char *path, const at_save_opts *o,
                          const extra_meta *extra, int n_extra, at_err *err) {
     if (!path) return at_err_set(err, AT_E_INVALID, "at_graph_save: NULL path");
-    void *buf;
-    size_t len;
+    void *buf = NULL;
+    size_t len = 0;
     at_status st = save_bytes_ex(g, o, extra, n_extra, &buf, &len, err);
     if (st != AT_OK) return st;
     st = write_atomic(path, buf, len, err);
@@ -955,7 +955,7 @@ static at_status check_dtype(loader *L, const char *what, bool has, int32_t t, a
 /* A TensorProto as a host tensor: data points into the message (raw_data
  * on a little-endian host) or into scratch (typed fields, byte swaps). */
 static at_status read_tensor(loader *L, const TensorProto *t, const char *what, at_tensor *out) {
-    at_dtype dt;
+    at_dtype dt = AT_UNDEFINED;
     at_status st = check_dtype(L, what, t->has_data_type, t->data_type, &dt);
     if (st != AT_OK) return st;
     if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
