@@ -3,9 +3,9 @@
 # OpenMP threads), resume, predict, eval, and a few failure paths (where leaks hide). Any
 # memcheck error (invalid access, uninitialised value, bad free) or a definitely or indirectly
 # lost block fails. "Possibly lost" and "still reachable" blocks are not counted: OpenMP's and
-# OpenBLAS's thread pools keep their memory until the process ends, by design. No suppression
-# file is needed today; put one at tests/valgrind.supp (valgrind --gen-suppressions=all shows
-# the entries) if a library outside attune ever reports a definite leak, and it is used.
+# OpenBLAS's thread pools keep their memory until the process ends, by design.
+# tests/valgrind.supp holds suppressions for reports outside attune (glibc's loader in CUDA
+# builds); valgrind --gen-suppressions=all shows the entries for new ones.
 #
 # Skipped (exit 77) without valgrind (scripts/install-deps.sh should install it) and on a
 # sanitizer build. About a minute; the binary in ATTUNE_BUILD is whatever
