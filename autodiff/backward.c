@@ -139,7 +139,8 @@ at_status at_backward(at_graph *g, at_val loss, const at_val *wrt, int n, at_val
     at_shape ls = at_value_shape(g, loss);
     if (at_value_dtype(g, loss) != AT_F32 || at_shape_numel(&ls) != 1) {
         char b[96];
-        return at_graph_fail(g, AT_E_SHAPE, "at_backward: loss '%s' must be a float32 scalar, got %s %s",
+        return at_graph_fail(g, AT_E_SHAPE,
+                             "at_backward: loss '%s' must be a float32 scalar, got %s %s",
                              at_value_name(g, loss), at_dtype_name(at_value_dtype(g, loss)),
                              at_graph_shape_str(g, &ls, b, sizeof b));
     }
@@ -173,8 +174,10 @@ at_status at_backward(at_graph *g, at_val loss, const at_val *wrt, int n, at_val
     for (int s = b.n_nodes - 1; s >= 0 && st == AT_OK; s--) st = run_rule(&b, b.order[s]);
     for (int i = 0; i < n && st == AT_OK; i++) {
         at_val gv = b.grad[wrt[i]];
-        if (gv == AT_NONE) gv = zeros_like(g, wrt[i]);
-        else name_grad(g, gv, wrt[i]);
+        if (gv == AT_NONE)
+            gv = zeros_like(g, wrt[i]);
+        else
+            name_grad(g, gv, wrt[i]);
         grads_out[i] = gv;
         st = at_graph_status(g);
     }

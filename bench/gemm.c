@@ -81,8 +81,8 @@ int main(int argc, char **argv) {
         qsort(ta, REPS, sizeof(double), cmp_d);
         qsort(tb, REPS, sizeof(double), cmp_d);
         double ma = ta[REPS / 2] * 1e3, mb = tb[REPS / 2] * 1e3;
-        printf("| %s | %d x (%d,%d,%d) | %.3f | %.3f | %.2f |\n", sc->what, sc->batch, sc->m,
-               sc->k, sc->n, ma, mb, mb / ma);
+        printf("| %s | %d x (%d,%d,%d) | %.3f | %.3f | %.2f |\n", sc->what, sc->batch, sc->m, sc->k,
+               sc->n, ma, mb, mb / ma);
         at_session_free(s);
         at_graph_free(g);
         free(A), free(Bm), free(Y);

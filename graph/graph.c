@@ -29,7 +29,9 @@ static char *dupstr(const char *s) {
     return d;
 }
 
-at_graph *at_graph_new(void) { return calloc(1, sizeof(at_graph)); }
+at_graph *at_graph_new(void) {
+    return calloc(1, sizeof(at_graph));
+}
 
 static void free_attr(at_attr_rec *a) {
     free(a->name);
@@ -78,8 +80,12 @@ void at_graph_free(at_graph *g) {
 
 /* ---- errors ---- */
 
-at_status at_graph_status(const at_graph *g) { return g ? g->status : AT_E_INVALID; }
-const char *at_graph_error(const at_graph *g) { return g ? g->err : "no graph"; }
+at_status at_graph_status(const at_graph *g) {
+    return g ? g->status : AT_E_INVALID;
+}
+const char *at_graph_error(const at_graph *g) {
+    return g ? g->err : "no graph";
+}
 void at_graph_clear_error(at_graph *g) {
     g->status = AT_OK;
     g->err[0] = 0;
@@ -181,7 +187,9 @@ const char *at_sym_name(const at_graph *g, int64_t d) {
     return k < g->n_syms ? g->syms[k] : NULL;
 }
 
-int at_graph_num_syms(const at_graph *g) { return g->n_syms; }
+int at_graph_num_syms(const at_graph *g) {
+    return g->n_syms;
+}
 
 const char *at_graph_shape_str(const at_graph *g, const at_shape *s, char *buf, size_t cap) {
     size_t k = 0;
@@ -305,8 +313,12 @@ at_val at_const(at_graph *g, const char *name, at_dtype dt, at_shape shape, cons
     return add_data_value(g, name, dt, shape, AT_VALUE_CONST, data);
 }
 
-at_val at_const_f32(at_graph *g, float v) { return at_const(g, NULL, AT_F32, AT_SCALAR, &v); }
-at_val at_const_i64(at_graph *g, int64_t v) { return at_const(g, NULL, AT_I64, AT_SCALAR, &v); }
+at_val at_const_f32(at_graph *g, float v) {
+    return at_const(g, NULL, AT_F32, AT_SCALAR, &v);
+}
+at_val at_const_i64(at_graph *g, int64_t v) {
+    return at_const(g, NULL, AT_I64, AT_SCALAR, &v);
+}
 at_val at_const_i64s(at_graph *g, int n, const int64_t *v) {
     return at_const(g, NULL, AT_I64, AT_SHAPE(n), v);
 }
@@ -315,7 +327,9 @@ at_val at_state(at_graph *g, const char *name, at_dtype dt, at_shape shape) {
     return add_data_value(g, name, dt, shape, AT_VALUE_STATE, NULL);
 }
 
-static bool val_ok(const at_graph *g, at_val v) { return g && v >= 0 && v < g->n_vals; }
+static bool val_ok(const at_graph *g, at_val v) {
+    return g && v >= 0 && v < g->n_vals;
+}
 
 at_status at_output(at_graph *g, at_val v) {
     if (!val_ok(g, v)) return at_graph_fail(g, AT_E_INVALID, "at_output: invalid value %d", v);
@@ -325,10 +339,18 @@ at_status at_output(at_graph *g, at_val v) {
                                                                                   : AT_OK;
 }
 
-int at_graph_num_values(const at_graph *g) { return g->n_vals; }
-int at_graph_num_nodes(const at_graph *g) { return g->n_nodes; }
-int at_graph_num_inputs(const at_graph *g) { return g->n_inputs; }
-int at_graph_num_outputs(const at_graph *g) { return g->n_outputs; }
+int at_graph_num_values(const at_graph *g) {
+    return g->n_vals;
+}
+int at_graph_num_nodes(const at_graph *g) {
+    return g->n_nodes;
+}
+int at_graph_num_inputs(const at_graph *g) {
+    return g->n_inputs;
+}
+int at_graph_num_outputs(const at_graph *g) {
+    return g->n_outputs;
+}
 at_val at_graph_input(const at_graph *g, int i) {
     return i >= 0 && i < g->n_inputs ? g->inputs[i] : AT_NONE;
 }
@@ -336,7 +358,9 @@ at_val at_graph_output(const at_graph *g, int i) {
     return i >= 0 && i < g->n_outputs ? g->outputs[i] : AT_NONE;
 }
 
-const char *at_value_name(const at_graph *g, at_val v) { return val_ok(g, v) ? g->vals[v].name : NULL; }
+const char *at_value_name(const at_graph *g, at_val v) {
+    return val_ok(g, v) ? g->vals[v].name : NULL;
+}
 
 at_status at_value_rename(at_graph *g, at_val v, const char *name) {
     if (!val_ok(g, v) || !name || !*name)
@@ -364,8 +388,12 @@ at_shape at_value_shape(const at_graph *g, at_val v) {
 at_value_kind at_value_kind_of(const at_graph *g, at_val v) {
     return val_ok(g, v) ? g->vals[v].kind : (at_value_kind)0;
 }
-void *at_value_data(const at_graph *g, at_val v) { return val_ok(g, v) ? g->vals[v].data : NULL; }
-int at_value_group(const at_graph *g, at_val v) { return val_ok(g, v) ? g->vals[v].group : -1; }
+void *at_value_data(const at_graph *g, at_val v) {
+    return val_ok(g, v) ? g->vals[v].data : NULL;
+}
+int at_value_group(const at_graph *g, at_val v) {
+    return val_ok(g, v) ? g->vals[v].group : -1;
+}
 int at_value_producer(const at_graph *g, at_val v) {
     return val_ok(g, v) ? g->vals[v].producer : -1;
 }
@@ -438,14 +466,22 @@ static int copy_attr(at_attr_rec *d, const at_attr *s) {
 
 static const char *attr_kind_name(at_attr_kind k) {
     switch (k) {
-    case AT_ATTR_FLOAT: return "FLOAT";
-    case AT_ATTR_INT: return "INT";
-    case AT_ATTR_STRING: return "STRING";
-    case AT_ATTR_TENSOR: return "TENSOR";
-    case AT_ATTR_FLOATS: return "FLOATS";
-    case AT_ATTR_INTS: return "INTS";
-    case AT_ATTR_STRINGS: return "STRINGS";
-    default: return "UNDEFINED";
+    case AT_ATTR_FLOAT:
+        return "FLOAT";
+    case AT_ATTR_INT:
+        return "INT";
+    case AT_ATTR_STRING:
+        return "STRING";
+    case AT_ATTR_TENSOR:
+        return "TENSOR";
+    case AT_ATTR_FLOATS:
+        return "FLOATS";
+    case AT_ATTR_INTS:
+        return "INTS";
+    case AT_ATTR_STRINGS:
+        return "STRINGS";
+    default:
+        return "UNDEFINED";
     }
 }
 
@@ -458,10 +494,9 @@ static at_status check_attrs(at_graph *g, const at_op_def *def, const char *node
             return at_graph_fail(g, AT_E_INVALID, "node '%s' (%s): unknown attribute '%s'",
                                  node_name, def->name, attrs[i].name ? attrs[i].name : "");
         if (sc->kind != attrs[i].kind)
-            return at_graph_fail(g, AT_E_INVALID,
-                                 "node '%s' (%s): attribute '%s' is %s, expected %s", node_name,
-                                 def->name, sc->name, attr_kind_name(attrs[i].kind),
-                                 attr_kind_name(sc->kind));
+            return at_graph_fail(
+                g, AT_E_INVALID, "node '%s' (%s): attribute '%s' is %s, expected %s", node_name,
+                def->name, sc->name, attr_kind_name(attrs[i].kind), attr_kind_name(sc->kind));
         if (attrs[i].kind == AT_ATTR_TENSOR && !attrs[i].t)
             return at_graph_fail(g, AT_E_INVALID, "node '%s' (%s): attribute '%s' has no tensor",
                                  node_name, def->name, sc->name);
@@ -552,7 +587,8 @@ int at_node_add(at_graph *g, const char *op_type, const char *domain, const at_v
     if (n_in < def->min_in || (def->max_in != AT_VARIADIC && n_in > def->max_in) ||
         n_out < def->min_out || (def->max_out != AT_VARIADIC && n_out > def->max_out) ||
         n_out < 1) {
-        at_graph_fail(g, AT_E_INVALID, "node '%s' (%s): %d inputs and %d outputs; the op takes "
+        at_graph_fail(g, AT_E_INVALID,
+                      "node '%s' (%s): %d inputs and %d outputs; the op takes "
                       "%d..%d inputs and %d..%d outputs (-1: any)",
                       node_name, def->name, n_in, n_out, def->min_in, def->max_in, def->min_out,
                       def->max_out);
@@ -626,7 +662,9 @@ at_val at_node1(at_graph *g, const char *op_type, const at_val *in, int n_in, co
     return out;
 }
 
-at_status at_graph_infer_node(at_graph *g, int node) { return infer_and_set(g, node, false); }
+at_status at_graph_infer_node(at_graph *g, int node) {
+    return infer_and_set(g, node, false);
+}
 
 at_val at_node_append_output(at_graph *g, int node) {
     if (g->status != AT_OK || node < 0 || node >= g->n_nodes) return AT_NONE;
@@ -655,7 +693,9 @@ at_val at_node_append_output(at_graph *g, int node) {
     return v;
 }
 
-static bool node_ok(const at_graph *g, int node) { return g && node >= 0 && node < g->n_nodes; }
+static bool node_ok(const at_graph *g, int node) {
+    return g && node >= 0 && node < g->n_nodes;
+}
 
 const char *at_node_op(const at_graph *g, int node) {
     return node_ok(g, node) ? g->nodes[node].op_type : NULL;
@@ -685,8 +725,7 @@ at_val at_node_input(const at_graph *g, int node, int i) {
     return node_ok(g, node) && i >= 0 && i < g->nodes[node].n_in ? g->nodes[node].in[i] : AT_NONE;
 }
 at_val at_node_output(const at_graph *g, int node, int i) {
-    return node_ok(g, node) && i >= 0 && i < g->nodes[node].n_out ? g->nodes[node].out[i]
-                                                                   : AT_NONE;
+    return node_ok(g, node) && i >= 0 && i < g->nodes[node].n_out ? g->nodes[node].out[i] : AT_NONE;
 }
 
 /* ---- metadata ---- */
@@ -721,7 +760,9 @@ const char *at_graph_meta(const at_graph *g, const char *key) {
         if (strcmp(g->meta_keys[i], key) == 0) return g->meta_vals[i];
     return NULL;
 }
-int at_graph_num_meta(const at_graph *g) { return g->n_meta; }
+int at_graph_num_meta(const at_graph *g) {
+    return g->n_meta;
+}
 const char *at_graph_meta_key(const at_graph *g, int i) {
     return i >= 0 && i < g->n_meta ? g->meta_keys[i] : NULL;
 }
@@ -729,8 +770,15 @@ const char *at_graph_meta_key(const at_graph *g, int i) {
 /* ---- deep copy ---- */
 
 static int clone_attr(at_attr_rec *d, const at_attr_rec *s) {
-    at_attr a = {.name = s->name, .kind = s->kind, .i = s->i, .f = s->f, .s = s->s, .n = s->n,
-                 .ints = s->ints, .floats = s->floats, .t = s->t,
+    at_attr a = {.name = s->name,
+                 .kind = s->kind,
+                 .i = s->i,
+                 .f = s->f,
+                 .s = s->s,
+                 .n = s->n,
+                 .ints = s->ints,
+                 .floats = s->floats,
+                 .t = s->t,
                  .strs = (const char *const *)s->strs};
     return copy_attr(d, &a);
 }

@@ -36,14 +36,20 @@ at_status at_broadcast_shapes(const at_shape *a, const at_shape *b, at_shape *ou
         int ia = i - (r - a->rank), ib = i - (r - b->rank);
         int64_t da = ia >= 0 ? a->dim[ia] : 1, db = ib >= 0 ? b->dim[ib] : 1;
         int64_t d;
-        if (da == db || db == 1) d = da;
-        else if (da == 1) d = db;
-        else if (da < 0 && db < 0) d = da; /* two symbols: equal at run time or caught then */
-        else if (da < 0) d = db;           /* a symbol meets a size: the size wins (symbol 1 or it) */
-        else if (db < 0) d = da;
+        if (da == db || db == 1)
+            d = da;
+        else if (da == 1)
+            d = db;
+        else if (da < 0 && db < 0)
+            d = da; /* two symbols: equal at run time or caught then */
+        else if (da < 0)
+            d = db; /* a symbol meets a size: the size wins (symbol 1 or it) */
+        else if (db < 0)
+            d = da;
         else {
-            if (msg) snprintf(msg, cap, "cannot broadcast dim %d: %lld vs %lld", i, (long long)da,
-                              (long long)db);
+            if (msg)
+                snprintf(msg, cap, "cannot broadcast dim %d: %lld vs %lld", i, (long long)da,
+                         (long long)db);
             return AT_E_SHAPE;
         }
         out->dim[i] = d;
@@ -53,7 +59,7 @@ at_status at_broadcast_shapes(const at_shape *a, const at_shape *b, at_shape *ou
 
 /* Shapes computed from data (Reshape, Expand, ...) can be absurd; the same
  * limits as the file loader's apply, so what loads also saves and reloads. */
-#define AT_MAX_DIM ((int64_t)1 << 31)
+#define AT_MAX_DIM   ((int64_t)1 << 31)
 #define AT_MAX_ELEMS ((int64_t)1 << 40)
 
 static at_status check_size(at_infer_ctx *c, const at_shape *s, int j) {
@@ -61,8 +67,10 @@ static at_status check_size(at_infer_ctx *c, const at_shape *s, int j) {
     for (int i = 0; i < s->rank; i++) {
         if (s->dim[i] < 0) continue;
         if (s->dim[i] > AT_MAX_DIM)
-            return at_infer_fail(c, AT_E_SHAPE, "output %d: dimension too large (dim %d is %lld, "
-                                 "limit 2^31)", j, i, (long long)s->dim[i]);
+            return at_infer_fail(c, AT_E_SHAPE,
+                                 "output %d: dimension too large (dim %d is %lld, "
+                                 "limit 2^31)",
+                                 j, i, (long long)s->dim[i]);
         if (__builtin_mul_overflow(n, s->dim[i], &n) || n > AT_MAX_ELEMS)
             return at_infer_fail(c, AT_E_SHAPE, "output %d: too many elements (limit 2^40)", j);
     }
@@ -124,9 +132,9 @@ at_status at_infer_run(at_graph *g, const at_graph *names, const at_node_rec *n,
         }
     }
     if (st != AT_OK && msg) {
-        size_t k = (size_t)snprintf(msg, cap, "node '%s' (%s%s%s), inputs (", n->name,
-                                    n->domain[0] ? n->domain : "", n->domain[0] ? "::" : "",
-                                    n->op_type);
+        size_t k =
+            (size_t)snprintf(msg, cap, "node '%s' (%s%s%s), inputs (", n->name,
+                             n->domain[0] ? n->domain : "", n->domain[0] ? "::" : "", n->op_type);
         if (k < cap) k += describe_inputs(names, n, in_shape, in_dtype, msg + k, cap - k);
         if (k < cap) snprintf(msg + k, cap - k, "): %s", c.msg);
     }

@@ -7,32 +7,48 @@
 size_t at_dtype_size(at_dtype t) {
     switch (t) {
     case AT_F32:
-    case AT_I32: return 4;
-    case AT_I64: return 8;
+    case AT_I32:
+        return 4;
+    case AT_I64:
+        return 8;
     case AT_U8:
     case AT_I8:
-    case AT_BOOL: return 1;
+    case AT_BOOL:
+        return 1;
     case AT_F16:
-    case AT_BF16: return 2;
-    default: return 0;
+    case AT_BF16:
+        return 2;
+    default:
+        return 0;
     }
 }
 
 const char *at_dtype_name(at_dtype t) {
     switch (t) {
-    case AT_F32: return "float32";
-    case AT_U8: return "uint8";
-    case AT_I8: return "int8";
-    case AT_I32: return "int32";
-    case AT_I64: return "int64";
-    case AT_BOOL: return "bool";
-    case AT_F16: return "float16";
-    case AT_BF16: return "bfloat16";
-    default: return "undefined";
+    case AT_F32:
+        return "float32";
+    case AT_U8:
+        return "uint8";
+    case AT_I8:
+        return "int8";
+    case AT_I32:
+        return "int32";
+    case AT_I64:
+        return "int64";
+    case AT_BOOL:
+        return "bool";
+    case AT_F16:
+        return "float16";
+    case AT_BF16:
+        return "bfloat16";
+    default:
+        return "undefined";
     }
 }
 
-bool at_dtype_valid(int t) { return at_dtype_size((at_dtype)t) != 0; }
+bool at_dtype_valid(int t) {
+    return at_dtype_size((at_dtype)t) != 0;
+}
 
 at_shape at_shape_make(int rank, const int64_t *dims) {
     at_shape s;

@@ -71,8 +71,8 @@ at_status at_graph_check(const at_graph *g, at_err *err) {
             at_val v = n->in[k];
             if (v == AT_NONE) continue;
             if (v < 0 || v >= g->n_vals)
-                return at_err_set(err, AT_E_INVALID, "node '%s' (%s): input %d undefined",
-                                  n->name, n->op_type, k);
+                return at_err_set(err, AT_E_INVALID, "node '%s' (%s): input %d undefined", n->name,
+                                  n->op_type, k);
             const at_value_rec *r = &g->vals[v];
             if (r->kind == AT_VALUE_INTERMEDIATE && r->producer < 0)
                 return at_err_set(err, AT_E_INVALID,

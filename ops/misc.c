@@ -50,4 +50,6 @@ const at_op_def at_op_def_Erf = {
     .grad = erf_grad,
 };
 
-at_val at_erf(at_graph *g, at_val x) { return at_node1(g, "Erf", &x, 1, NULL, 0); }
+at_val at_erf(at_graph *g, at_val x) {
+    return at_node1(g, "Erf", &x, 1, NULL, 0);
+}

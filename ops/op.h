@@ -77,9 +77,15 @@ typedef struct at_grad_ctx {
     const bool *need;
 } at_grad_ctx;
 
-static inline const at_node_rec *at_grad_node(const at_grad_ctx *c) { return &c->g->nodes[c->node]; }
-static inline at_val at_grad_in(const at_grad_ctx *c, int i) { return c->g->nodes[c->node].in[i]; }
-static inline at_val at_grad_out(const at_grad_ctx *c, int i) { return c->g->nodes[c->node].out[i]; }
+static inline const at_node_rec *at_grad_node(const at_grad_ctx *c) {
+    return &c->g->nodes[c->node];
+}
+static inline at_val at_grad_in(const at_grad_ctx *c, int i) {
+    return c->g->nodes[c->node].in[i];
+}
+static inline at_val at_grad_out(const at_grad_ctx *c, int i) {
+    return c->g->nodes[c->node].out[i];
+}
 
 typedef at_status (*at_infer_fn)(at_infer_ctx *c);
 typedef at_status (*at_kernel_fn)(at_kernel_ctx *k);

@@ -7,11 +7,13 @@
 
 #include "runtime/plan.h"
 
-#define ALIGN 64
-#define FOLD_MAX_OUT 4096   /* elements: fold only small results ... */
-#define FOLD_MAX_IN 65536   /* ... of small inputs */
+#define ALIGN        64
+#define FOLD_MAX_OUT 4096  /* elements: fold only small results ... */
+#define FOLD_MAX_IN  65536 /* ... of small inputs */
 
-static size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
+static size_t align_up(size_t n) {
+    return (n + ALIGN - 1) / ALIGN * ALIGN;
+}
 
 void at_plan_free(at_plan *p) {
     if (!p) return;
@@ -34,8 +36,8 @@ typedef struct builder {
     at_plan *p;
     at_err *err;
     bool no_reuse;
-    bool *need;     /* per node */
-    int *order;     /* needed nodes in run order */
+    bool *need; /* per node */
+    int *order; /* needed nodes in run order */
     int n_order;
     int max_io;
 } builder;
@@ -267,7 +269,8 @@ static at_status infer_all(builder *b, int threads) {
     int m = b->max_io + 1;
     at_shape *ish = calloc((size_t)m, sizeof(at_shape)), *osh = calloc((size_t)m, sizeof(at_shape));
     at_dtype *idt = calloc((size_t)m, sizeof(at_dtype)), *odt = calloc((size_t)m, sizeof(at_dtype));
-    const void **idata = calloc((size_t)m, sizeof(void *)), **odata = calloc((size_t)m, sizeof(void *));
+    const void **idata = calloc((size_t)m, sizeof(void *)),
+               **odata = calloc((size_t)m, sizeof(void *));
     unsigned char *obuf = calloc((size_t)m, AT_INFER_BUF);
     char *msg = malloc(1024);
     at_status st = AT_OK;
@@ -419,7 +422,8 @@ static at_status assign_memory(builder *b, const at_val *want, int n_want, int t
     const at_graph *g = b->g;
     at_plan *p = b->p;
     int nv = g->n_vals, ns = b->n_order;
-    int *first = malloc(sizeof(int) * ((size_t)nv + 1)), *last = malloc(sizeof(int) * ((size_t)nv + 1));
+    int *first = malloc(sizeof(int) * ((size_t)nv + 1)),
+        *last = malloc(sizeof(int) * ((size_t)nv + 1));
     int *root = malloc(sizeof(int) * ((size_t)nv + 1));
     block *bl = malloc(sizeof(block) * ((size_t)nv + (size_t)ns + 1));
     at_status st = AT_OK;
@@ -472,12 +476,16 @@ static at_status assign_memory(builder *b, const at_val *want, int n_want, int t
     size_t arena = 0;
     if ((st = place_blocks(b, bl, nb, &arena)) != AT_OK) goto done;
     for (int i = 0; i < nb; i++) {
-        if (bl[i].id >= 0) p->offset[bl[i].id] = bl[i].off;
-        else p->steps[-bl[i].id - 1].ws_off = bl[i].off;
+        if (bl[i].id >= 0)
+            p->offset[bl[i].id] = bl[i].off;
+        else
+            p->steps[-bl[i].id - 1].ws_off = bl[i].off;
     }
     for (int v = 0; v < nv; v++)
-        if (root[v] != v && p->loc[v] == AT_LOC_ARENA) p->offset[v] = p->offset[root[v]];
-        else if (root[v] != v && p->loc[v] == AT_LOC_GRAPH) p->offset[v] = -(int64_t)root[v] - 2;
+        if (root[v] != v && p->loc[v] == AT_LOC_ARENA)
+            p->offset[v] = p->offset[root[v]];
+        else if (root[v] != v && p->loc[v] == AT_LOC_GRAPH)
+            p->offset[v] = -(int64_t)root[v] - 2;
     p->arena_bytes = arena;
     p->values_bytes = total;
 done:
@@ -519,8 +527,8 @@ at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, con
     p->sym_val = malloc(sizeof(int64_t) * ((size_t)g->n_syms + 1));
     b.need = calloc((size_t)g->n_nodes + 1, 1);
     b.order = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
-    if (!p->loc || !p->offset || !p->dtype || !p->shape || !p->folded || !p->key ||
-        !p->sym_val || !b.need || !b.order) {
+    if (!p->loc || !p->offset || !p->dtype || !p->shape || !p->folded || !p->key || !p->sym_val ||
+        !b.need || !b.order) {
         at_err_set(err, AT_E_NOMEM, "out of memory planning");
         goto fail;
     }
@@ -565,7 +573,8 @@ at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, con
         const at_node_rec *n = &g->nodes[b.order[s]];
         for (int k = 0; k < n->n_in; k++) {
             at_val v = n->in[k];
-            if (v != AT_NONE) p->io[p->steps[s].first_in + k] = (at_tensor){p->dtype[v], p->shape[v], NULL};
+            if (v != AT_NONE)
+                p->io[p->steps[s].first_in + k] = (at_tensor){p->dtype[v], p->shape[v], NULL};
         }
         for (int j = 0; j < n->n_out; j++) {
             at_val v = n->out[j];

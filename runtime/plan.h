@@ -8,11 +8,11 @@
 #include "ops/op.h"
 
 typedef enum at_loc {
-    AT_LOC_NONE = 0,  /* not used by this plan */
-    AT_LOC_FEED,      /* caller's feed buffer */
-    AT_LOC_GRAPH,     /* initializer buffer owned by the graph */
-    AT_LOC_ARENA,     /* session arena at offset */
-    AT_LOC_FOLDED,    /* computed while planning, owned by the plan */
+    AT_LOC_NONE = 0, /* not used by this plan */
+    AT_LOC_FEED,     /* caller's feed buffer */
+    AT_LOC_GRAPH,    /* initializer buffer owned by the graph */
+    AT_LOC_ARENA,    /* session arena at offset */
+    AT_LOC_FOLDED,   /* computed while planning, owned by the plan */
 } at_loc;
 
 typedef struct at_plan_step {
@@ -37,12 +37,12 @@ typedef struct at_plan {
 
     int n_vals;
     at_loc *loc;
-    int64_t *offset;      /* arena offset per value, or -1 */
-    at_dtype *dtype;      /* concrete type per value */
+    int64_t *offset; /* arena offset per value, or -1 */
+    at_dtype *dtype; /* concrete type per value */
     at_shape *shape;
-    void **folded;        /* plan-owned data of folded values */
-    size_t arena_bytes;   /* arena this plan needs */
-    size_t values_bytes;  /* what the arena values would need without reuse */
+    void **folded;       /* plan-owned data of folded values */
+    size_t arena_bytes;  /* arena this plan needs */
+    size_t values_bytes; /* what the arena values would need without reuse */
 } at_plan;
 
 /* Builds the plan for the given feeds (types only are read), fetch and

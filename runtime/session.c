@@ -106,14 +106,22 @@ void at_session_free(at_session *s) {
     free(s);
 }
 
-const char *at_session_error(const at_session *s) { return s ? s->err : "no session"; }
-uint64_t at_session_step(const at_session *s) { return s->step; }
-void at_session_set_step(at_session *s, uint64_t step) { s->step = step; }
+const char *at_session_error(const at_session *s) {
+    return s ? s->err : "no session";
+}
+uint64_t at_session_step(const at_session *s) {
+    return s->step;
+}
+void at_session_set_step(at_session *s, uint64_t step) {
+    s->step = step;
+}
 at_status at_session_sync(at_session *s) {
     if (!s) return AT_E_INVALID;
     return s->dev ? dev_sync(s) : AT_OK;
 }
-at_session_stats at_session_get_stats(const at_session *s) { return s->stats; }
+at_session_stats at_session_get_stats(const at_session *s) {
+    return s->stats;
+}
 
 static at_status sfail(at_session *s, at_status code, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -156,8 +164,7 @@ static at_status bind_feeds(at_session *s, const at_feed *feeds, int n_feeds) {
         if (t->dtype != r->dtype)
             return sfail(s, AT_E_SHAPE, "feed '%s': dtype %s, the graph wants %s", r->name,
                          at_dtype_name(t->dtype), at_dtype_name(r->dtype));
-        if (t->shape.rank != r->shape.rank || !at_shape_is_concrete(&t->shape))
-            goto bad_shape;
+        if (t->shape.rank != r->shape.rank || !at_shape_is_concrete(&t->shape)) goto bad_shape;
         if (!t->data && at_shape_numel(&t->shape) > 0)
             return sfail(s, AT_E_INVALID, "feed '%s': no data", r->name);
         for (int d = 0; d < r->shape.rank; d++) {
@@ -203,7 +210,8 @@ static at_plan *find_plan(at_session *s, int n_want) {
     return NULL;
 }
 
-static at_status check_finite(at_session *s, const at_node_rec *n, const at_tensor *out, int n_out) {
+static at_status check_finite(at_session *s, const at_node_rec *n, const at_tensor *out,
+                              int n_out) {
     for (int j = 0; j < n_out; j++) {
         if (out[j].dtype != AT_F32) continue;
         const float *x = out[j].data;
@@ -225,11 +233,11 @@ static at_status execute(at_session *s, at_plan *p) {
         const at_node_rec *n = &g->nodes[ps->node];
         const at_op_def *def = at_op_table[n->op];
         at_tensor *in = p->io + ps->first_in, *out = p->io + ps->first_out;
-        for (int k = 0; k < n->n_in; k++) in[k].data = n->in[k] == AT_NONE ? NULL : s->ptr[n->in[k]];
+        for (int k = 0; k < n->n_in; k++)
+            in[k].data = n->in[k] == AT_NONE ? NULL : s->ptr[n->in[k]];
         for (int j = 0; j < n->n_out; j++) out[j].data = s->ptr[n->out[j]];
         if (!def->cpu)
-            return sfail(s, AT_E_UNSUPPORTED, "node '%s' (%s): no CPU kernel", n->name,
-                         n->op_type);
+            return sfail(s, AT_E_UNSUPPORTED, "node '%s' (%s): no CPU kernel", n->name, n->op_type);
         at_kernel_ctx k;
         k.node = n;
         k.node_id = ps->node;
@@ -245,8 +253,7 @@ static at_status execute(at_session *s, at_plan *p) {
         k.backend = NULL;
         k.msg[0] = 0;
         at_status rc = def->cpu(&k);
-        if (rc != AT_OK)
-            return sfail(s, rc, "node '%s' (%s): %s", n->name, n->op_type, k.msg);
+        if (rc != AT_OK) return sfail(s, rc, "node '%s' (%s): %s", n->name, n->op_type, k.msg);
         if (s->o.check_finite && check_finite(s, n, out, n->n_out) != AT_OK) return AT_E_NUMERIC;
     }
     return AT_OK;
@@ -275,7 +282,8 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
     for (int i = 0; i < n_targets; i++) s->want[n_fetch + i] = targets[i];
     for (int i = 0; i < n_want; i++)
         if (s->want[i] < 0 || s->want[i] >= g->n_vals)
-            return sfail(s, AT_E_INVALID, "fetch/target %d is not a value of the graph", s->want[i]);
+            return sfail(s, AT_E_INVALID, "fetch/target %d is not a value of the graph",
+                         s->want[i]);
     qsort(s->want, (size_t)n_want, sizeof(at_val), cmp_val);
     at_plan *p = find_plan(s, n_want);
     if (!p) {
@@ -308,16 +316,21 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
         case AT_LOC_GRAPH:
             s->ptr[v] = g->vals[p->offset[v] <= -2 ? -p->offset[v] - 2 : v].data;
             break;
-        case AT_LOC_ARENA: s->ptr[v] = (char *)s->arena + p->offset[v]; break;
-        case AT_LOC_FOLDED: s->ptr[v] = p->folded[v]; break;
-        default: s->ptr[v] = NULL; break;
+        case AT_LOC_ARENA:
+            s->ptr[v] = (char *)s->arena + p->offset[v];
+            break;
+        case AT_LOC_FOLDED:
+            s->ptr[v] = p->folded[v];
+            break;
+        default:
+            s->ptr[v] = NULL;
+            break;
         }
     }
     for (int i = 0; i < n_feeds; i++) s->ptr[feeds[i].val] = feeds[i].t.data;
     /* A plan built for other feeds may need an input this run lacks. */
     for (int v = 0; v < p->n_vals; v++)
-        if (p->loc[v] == AT_LOC_FEED && !s->ptr[v] &&
-            at_shape_numel(&p->shape[v]) > 0)
+        if (p->loc[v] == AT_LOC_FEED && !s->ptr[v] && at_shape_numel(&p->shape[v]) > 0)
             return sfail(s, AT_E_INVALID, "input '%s' is needed but was not fed", g->vals[v].name);
     st = execute(s, p);
     s->stats.arena_bytes = p->arena_bytes;

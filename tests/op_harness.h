@@ -16,17 +16,17 @@
 
 #include "attune/attune.h"
 
-#define OH_MAX_IN 8
+#define OH_MAX_IN  8
 #define OH_MAX_OUT 4
-#define OH_MAX_FD 48
+#define OH_MAX_FD  48
 #define OH_REF_CAP (1 << 20) /* elements a reference output may hold */
 
 typedef struct oh_input {
     at_dtype dt;
     at_shape shape;
-    float lo, hi;    /* floats uniform in [lo, hi); ints uniform in [lo, hi) */
-    float min_abs;   /* floats: resample while |x| < min_abs */
-    bool grad;       /* check the gradient w.r.t. this input */
+    float lo, hi;     /* floats uniform in [lo, hi); ints uniform in [lo, hi) */
+    float min_abs;    /* floats: resample while |x| < min_abs */
+    bool grad;        /* check the gradient w.r.t. this input */
     const void *data; /* fixed contents instead of random ones (optional) */
 } oh_input;
 
@@ -60,16 +60,23 @@ static uint64_t oh_next(uint64_t *st) {
     return z ^ (z >> 31);
 }
 
-static double oh_unif(uint64_t *st) { return (double)(oh_next(st) >> 11) / 9007199254740992.0; }
+static double oh_unif(uint64_t *st) {
+    return (double)(oh_next(st) >> 11) / 9007199254740992.0;
+}
 
 static double oh_get(const at_tensor *t, int64_t i) {
     switch (t->dtype) {
-    case AT_F32: return ((const float *)t->data)[i];
-    case AT_I64: return (double)((const int64_t *)t->data)[i];
-    case AT_I32: return ((const int32_t *)t->data)[i];
+    case AT_F32:
+        return ((const float *)t->data)[i];
+    case AT_I64:
+        return (double)((const int64_t *)t->data)[i];
+    case AT_I32:
+        return ((const int32_t *)t->data)[i];
     case AT_BOOL:
-    case AT_U8: return ((const uint8_t *)t->data)[i];
-    default: return NAN;
+    case AT_U8:
+        return ((const uint8_t *)t->data)[i];
+    default:
+        return NAN;
     }
 }
 
@@ -86,11 +93,18 @@ static void oh_fill(const oh_input *spec, void *data, int64_t n, uint64_t *st) {
                 u = spec->lo + (spec->hi - spec->lo) * oh_unif(st);
             ((float *)data)[i] = (float)u;
             break;
-        case AT_I64: ((int64_t *)data)[i] = (int64_t)floor(u); break;
-        case AT_I32: ((int32_t *)data)[i] = (int32_t)floor(u); break;
+        case AT_I64:
+            ((int64_t *)data)[i] = (int64_t)floor(u);
+            break;
+        case AT_I32:
+            ((int32_t *)data)[i] = (int32_t)floor(u);
+            break;
         case AT_BOOL:
-        case AT_U8: ((uint8_t *)data)[i] = (uint8_t)((int)floor(u) != 0); break;
-        default: break;
+        case AT_U8:
+            ((uint8_t *)data)[i] = (uint8_t)((int)floor(u) != 0);
+            break;
+        default:
+            break;
         }
     }
 }
@@ -309,8 +323,11 @@ static int oh_run(const oh_case *cases, int n, const char *suite, int argc, char
     return failed ? 1 : 0;
 }
 
-#define OH_F32(lo_, hi_, ...) {.dt = AT_F32, .shape = AT_SHAPE(__VA_ARGS__), .lo = (lo_), .hi = (hi_), .grad = true}
-#define OH_F32_NG(lo_, hi_, ...) {.dt = AT_F32, .shape = AT_SHAPE(__VA_ARGS__), .lo = (lo_), .hi = (hi_)}
-#define OH_I64(lo_, hi_, ...) {.dt = AT_I64, .shape = AT_SHAPE(__VA_ARGS__), .lo = (lo_), .hi = (hi_)}
+#define OH_F32(lo_, hi_, ...)                                                                      \
+    { .dt = AT_F32, .shape = AT_SHAPE(__VA_ARGS__), .lo = (lo_), .hi = (hi_), .grad = true }
+#define OH_F32_NG(lo_, hi_, ...)                                                                   \
+    { .dt = AT_F32, .shape = AT_SHAPE(__VA_ARGS__), .lo = (lo_), .hi = (hi_) }
+#define OH_I64(lo_, hi_, ...)                                                                      \
+    { .dt = AT_I64, .shape = AT_SHAPE(__VA_ARGS__), .lo = (lo_), .hi = (hi_) }
 
 #endif

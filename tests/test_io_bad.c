@@ -341,7 +341,8 @@ static void test_mutations(void) {
     EXPECT(external_data, AT_E_UNSUPPORTED, "initializer 'W': external data is not supported");
     EXPECT(unnamed_initializer, AT_E_FORMAT, "has no name");
     EXPECT(attr_no_type, AT_E_FORMAT, "node 'act' (LeakyRelu): attribute 'alpha' has no type");
-    EXPECT(attr_wrong_type, AT_E_INVALID, "node 'act' (LeakyRelu): attribute 'alpha' is INT, expected FLOAT");
+    EXPECT(attr_wrong_type, AT_E_INVALID,
+           "node 'act' (LeakyRelu): attribute 'alpha' is INT, expected FLOAT");
     EXPECT(attr_unknown_name, AT_E_INVALID, "node 'act' (LeakyRelu): unknown attribute 'beta'");
     EXPECT(attr_graph_type, AT_E_UNSUPPORTED, "attribute 'alpha' has type GRAPH");
     EXPECT(attr_no_name, AT_E_FORMAT, "node 'act' (LeakyRelu): attribute 0 has no name");

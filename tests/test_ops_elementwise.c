@@ -37,18 +37,33 @@ static void ref_binary(const at_tensor *in, at_tensor *out, bin_fn f, at_dtype o
         double a = oh_get(&in[0], bidx(&in[0].shape, &out->shape, i));
         double b = oh_get(&in[1], bidx(&in[1].shape, &out->shape, i));
         double y = f(a, b);
-        if (odt == AT_F32) ((float *)out->data)[i] = (float)y;
-        else if (odt == AT_I64) ((int64_t *)out->data)[i] = (int64_t)y;
-        else ((uint8_t *)out->data)[i] = (uint8_t)(y != 0);
+        if (odt == AT_F32)
+            ((float *)out->data)[i] = (float)y;
+        else if (odt == AT_I64)
+            ((int64_t *)out->data)[i] = (int64_t)y;
+        else
+            ((uint8_t *)out->data)[i] = (uint8_t)(y != 0);
     }
 }
 
-static double f_add(double a, double b) { return a + b; }
-static double f_sub(double a, double b) { return a - b; }
-static double f_mul(double a, double b) { return a * b; }
-static double f_div(double a, double b) { return a / b; }
-static double f_pow(double a, double b) { return pow(a, b); }
-static double f_eq(double a, double b) { return a == b; }
+static double f_add(double a, double b) {
+    return a + b;
+}
+static double f_sub(double a, double b) {
+    return a - b;
+}
+static double f_mul(double a, double b) {
+    return a * b;
+}
+static double f_div(double a, double b) {
+    return a / b;
+}
+static double f_pow(double a, double b) {
+    return pow(a, b);
+}
+static double f_eq(double a, double b) {
+    return a == b;
+}
 
 #define REF_BIN(NAME, F)                                                                           \
     static void ref_##NAME(const at_tensor *in, int ni, at_tensor *out, int no) {                  \
@@ -72,25 +87,48 @@ static void ref_unary(const at_tensor *in, at_tensor *out, un_fn f) {
     int64_t n = at_shape_numel(&out->shape);
     for (int64_t i = 0; i < n; i++) {
         double y = f(oh_get(&in[0], i));
-        if (out->dtype == AT_F32) ((float *)out->data)[i] = (float)y;
-        else if (out->dtype == AT_I64) ((int64_t *)out->data)[i] = (int64_t)y;
-        else ((uint8_t *)out->data)[i] = (uint8_t)(y != 0);
+        if (out->dtype == AT_F32)
+            ((float *)out->data)[i] = (float)y;
+        else if (out->dtype == AT_I64)
+            ((int64_t *)out->data)[i] = (int64_t)y;
+        else
+            ((uint8_t *)out->data)[i] = (uint8_t)(y != 0);
     }
 }
 
-static double f_neg(double x) { return -x; }
-static double f_abs(double x) { return fabs(x); }
-static double f_sign(double x) { return (x > 0) - (x < 0); }
-static double f_relu(double x) { return x > 0 ? x : 0; }
-static double f_leaky(double x) { return x >= 0 ? x : 0.1 * x; }
-static double f_gelu(double x) { return 0.5 * x * (1 + erf(x / sqrt(2.0))); }
+static double f_neg(double x) {
+    return -x;
+}
+static double f_abs(double x) {
+    return fabs(x);
+}
+static double f_sign(double x) {
+    return (x > 0) - (x < 0);
+}
+static double f_relu(double x) {
+    return x > 0 ? x : 0;
+}
+static double f_leaky(double x) {
+    return x >= 0 ? x : 0.1 * x;
+}
+static double f_gelu(double x) {
+    return 0.5 * x * (1 + erf(x / sqrt(2.0)));
+}
 static double f_gelu_tanh(double x) {
     return 0.5 * x * (1 + tanh(sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x)));
 }
-static double f_sigmoid(double x) { return 1 / (1 + exp(-x)); }
-static double f_id(double x) { return x; }
-static double f_not(double x) { return !x; }
-static double f_clip(double x) { return x < -0.5 ? -0.5 : (x > 0.5 ? 0.5 : x); }
+static double f_sigmoid(double x) {
+    return 1 / (1 + exp(-x));
+}
+static double f_id(double x) {
+    return x;
+}
+static double f_not(double x) {
+    return !x;
+}
+static double f_clip(double x) {
+    return x < -0.5 ? -0.5 : (x > 0.5 ? 0.5 : x);
+}
 
 #define REF_UN(NAME, F)                                                                            \
     static void ref_##NAME(const at_tensor *in, int ni, at_tensor *out, int no) {                  \
@@ -222,37 +260,65 @@ static int b_grl(at_graph *g, const at_val *in, at_val *out) {
     return 1;
 }
 
-#define F(lo, hi, ...) OH_F32(lo, hi, __VA_ARGS__)
+#define F(lo, hi, ...)   OH_F32(lo, hi, __VA_ARGS__)
 #define FNG(lo, hi, ...) OH_F32_NG(lo, hi, __VA_ARGS__)
-#define T_EL 1e-6, 1e-5
-#define G_EL 2e-3, 2e-2
+#define T_EL             1e-6, 1e-5
+#define G_EL             2e-3, 2e-2
 
 static const oh_case cases[] = {
     {"add_same", 2, {F(-1, 1, 3, 4), F(-1, 1, 3, 4)}, b_add, ref_add, T_EL, G_EL},
     {"add_bcast_row", 2, {F(-1, 1, 2, 3, 4), F(-1, 1, 4)}, b_add, ref_add, T_EL, G_EL},
     {"add_bcast_mid", 2, {F(-1, 1, 2, 1, 4), F(-1, 1, 3, 1)}, b_add, ref_add, T_EL, G_EL},
-    {"add_scalar", 2, {F(-1, 1, 5, 2), {.dt = AT_F32, .shape = {0}, .lo = -1, .hi = 1, .grad = true}},
-     b_add, ref_add, T_EL, G_EL},
+    {"add_scalar",
+     2,
+     {F(-1, 1, 5, 2), {.dt = AT_F32, .shape = {0}, .lo = -1, .hi = 1, .grad = true}},
+     b_add,
+     ref_add,
+     T_EL,
+     G_EL},
     {"add_i64", 2, {OH_I64(-50, 50, 4, 3), OH_I64(-50, 50, 3)}, b_add, ref_add, 0, 0},
     {"sub_bcast", 2, {F(-1, 1, 4, 1), F(-1, 1, 1, 5)}, b_sub, ref_sub, T_EL, G_EL},
     {"mul_bcast", 2, {F(-1, 1, 2, 3, 4), F(-1, 1, 3, 1)}, b_mul, ref_mul, T_EL, G_EL},
     {"mul_big", 2, {F(-1, 1, 64, 33, 40), F(-1, 1, 40)}, b_mul, ref_mul, T_EL, G_EL},
-    {"div_bcast", 2, {F(-1, 1, 3, 4), {.dt = AT_F32, .shape = AT_SHAPE(4), .lo = 0.5f, .hi = 2, .grad = true}},
-     b_div, ref_div, T_EL, G_EL},
+    {"div_bcast",
+     2,
+     {F(-1, 1, 3, 4), {.dt = AT_F32, .shape = AT_SHAPE(4), .lo = 0.5f, .hi = 2, .grad = true}},
+     b_div,
+     ref_div,
+     T_EL,
+     G_EL},
     {"pow", 2, {F(0.5f, 2, 3, 4), F(-1.5f, 1.5f, 3, 4)}, b_pow, ref_pow, 1e-5, 1e-5, G_EL},
     {"equal_i64", 2, {OH_I64(0, 3, 4, 5), OH_I64(0, 3, 5)}, b_eq, ref_eq, 0, 0},
-    {"where", 3,
+    {"where",
+     3,
      {{.dt = AT_BOOL, .shape = AT_SHAPE(3, 4), .lo = 0, .hi = 2}, F(-1, 1, 3, 4), F(-1, 1, 4)},
-     b_where, ref_where, T_EL, G_EL},
+     b_where,
+     ref_where,
+     T_EL,
+     G_EL},
     {"neg", 1, {F(-1, 1, 7)}, b_neg, ref_neg, T_EL, G_EL},
-    {"abs", 1, {{.dt = AT_F32, .shape = AT_SHAPE(3, 5), .lo = -1, .hi = 1, .min_abs = 0.1f, .grad = true}},
-     b_abs, ref_abs, T_EL, G_EL},
+    {"abs",
+     1,
+     {{.dt = AT_F32, .shape = AT_SHAPE(3, 5), .lo = -1, .hi = 1, .min_abs = 0.1f, .grad = true}},
+     b_abs,
+     ref_abs,
+     T_EL,
+     G_EL},
     {"sign", 1, {FNG(-1, 1, 9)}, b_sign, ref_sign, 0, 0},
-    {"relu", 1, {{.dt = AT_F32, .shape = AT_SHAPE(4, 6), .lo = -1, .hi = 1, .min_abs = 0.05f, .grad = true}},
-     b_relu, ref_relu, T_EL, G_EL},
-    {"leaky_relu", 1,
+    {"relu",
+     1,
      {{.dt = AT_F32, .shape = AT_SHAPE(4, 6), .lo = -1, .hi = 1, .min_abs = 0.05f, .grad = true}},
-     b_leaky, ref_leaky, T_EL, G_EL},
+     b_relu,
+     ref_relu,
+     T_EL,
+     G_EL},
+    {"leaky_relu",
+     1,
+     {{.dt = AT_F32, .shape = AT_SHAPE(4, 6), .lo = -1, .hi = 1, .min_abs = 0.05f, .grad = true}},
+     b_leaky,
+     ref_leaky,
+     T_EL,
+     G_EL},
     {"gelu", 1, {F(-3, 3, 5, 8)}, b_gelu, ref_gelu, 1e-6, 1e-5, G_EL},
     {"gelu_tanh", 1, {F(-3, 3, 5, 8)}, b_gelu_tanh, ref_gelu_tanh, 1e-6, 1e-5, G_EL},
     {"tanh", 1, {F(-2, 2, 5, 8)}, b_tanh, ref_tanh, 1e-6, 1e-5, G_EL},
@@ -266,11 +332,37 @@ static const oh_case cases[] = {
     {"cast_f32_f32", 1, {F(-1, 1, 6)}, b_cast_f, ref_sq, 1e-6, 1e-6, G_EL},
     {"clip", 1, {F(-1, 1, 40)}, b_clip, ref_clip, 0, 0, G_EL},
     {"stop_gradient", 1, {FNG(-1, 1, 3, 2)}, b_stop, ref_id, 0, 0},
-    {"gradient_reversal_fwd", 2, {FNG(-1, 1, 3, 2), {.dt = AT_F32, .shape = {0}, .lo = 0, .hi = 1}},
-     b_grl, ref_id, 0, 0},
-    {"sum_to_shape_lead", 2, {F(-1, 1, 4, 3, 5), FNG(0, 1, 5)}, b_sum_to, ref_sum_to, 1e-5, 1e-5, G_EL},
-    {"sum_to_shape_mid", 2, {F(-1, 1, 4, 3, 5), FNG(0, 1, 4, 1, 5)}, b_sum_to, ref_sum_to, 1e-5, 1e-5, G_EL},
-    {"sum_to_shape_big", 2, {F(-1, 1, 70, 600), FNG(0, 1, 600)}, b_sum_to, ref_sum_to, 1e-4, 1e-5, G_EL},
+    {"gradient_reversal_fwd",
+     2,
+     {FNG(-1, 1, 3, 2), {.dt = AT_F32, .shape = {0}, .lo = 0, .hi = 1}},
+     b_grl,
+     ref_id,
+     0,
+     0},
+    {"sum_to_shape_lead",
+     2,
+     {F(-1, 1, 4, 3, 5), FNG(0, 1, 5)},
+     b_sum_to,
+     ref_sum_to,
+     1e-5,
+     1e-5,
+     G_EL},
+    {"sum_to_shape_mid",
+     2,
+     {F(-1, 1, 4, 3, 5), FNG(0, 1, 4, 1, 5)},
+     b_sum_to,
+     ref_sum_to,
+     1e-5,
+     1e-5,
+     G_EL},
+    {"sum_to_shape_big",
+     2,
+     {F(-1, 1, 70, 600), FNG(0, 1, 600)},
+     b_sum_to,
+     ref_sum_to,
+     1e-4,
+     1e-5,
+     G_EL},
 };
 
 int main(int argc, char **argv) {

@@ -50,8 +50,8 @@ static void build(model *m) {
     for (int l = 0; l < L; l++) {
         char n[32];
 #define P(nm, sh, sc, bs) (snprintf(n, sizeof n, "l%d.%s", l, nm), param(g, n, sh, sc, bs))
-        at_val ln1 = at_layer_norm(g, h, P("ln1_g", AT_SHAPE(D), 0, 1), P("ln1_b", AT_SHAPE(D), 0, 0),
-                                   -1, 1e-5f);
+        at_val ln1 = at_layer_norm(g, h, P("ln1_g", AT_SHAPE(D), 0, 1),
+                                   P("ln1_b", AT_SHAPE(D), 0, 0), -1, 1e-5f);
         at_val q = heads(g, at_matmul(g, ln1, P("wq", AT_SHAPE(D, D), 0.2f, 0)), B, T);
         at_val k = heads(g, at_matmul(g, ln1, P("wk", AT_SHAPE(D, D), 0.2f, 0)), B, T);
         at_val v = heads(g, at_matmul(g, ln1, P("wv", AT_SHAPE(D, D), 0.2f, 0)), B, T);
@@ -60,12 +60,13 @@ static void build(model *m) {
         at_val a = at_matmul(g, at_softmax(g, s, -1), v);
         a = at_reshape(g, at_transpose(g, a, 4, perm), 3, back);
         h = at_add(g, h, at_matmul(g, a, P("wo", AT_SHAPE(D, D), 0.2f, 0)));
-        at_val ln2 = at_layer_norm(g, h, P("ln2_g", AT_SHAPE(D), 0, 1), P("ln2_b", AT_SHAPE(D), 0, 0),
-                                   -1, 1e-5f);
+        at_val ln2 = at_layer_norm(g, h, P("ln2_g", AT_SHAPE(D), 0, 1),
+                                   P("ln2_b", AT_SHAPE(D), 0, 0), -1, 1e-5f);
         at_val f = at_gelu(g, at_add(g, at_matmul(g, ln2, P("w1", AT_SHAPE(D, F), 0.2f, 0)),
                                      P("b1", AT_SHAPE(F), 0, 0)));
-        h = at_add(g, h, at_add(g, at_matmul(g, f, P("w2", AT_SHAPE(F, D), 0.1f, 0)),
-                                P("b2", AT_SHAPE(D), 0, 0)));
+        h = at_add(g, h,
+                   at_add(g, at_matmul(g, f, P("w2", AT_SHAPE(F, D), 0.1f, 0)),
+                          P("b2", AT_SHAPE(D), 0, 0)));
 #undef P
     }
     const int64_t t_axis[1] = {1};

@@ -22,9 +22,9 @@
 #ifndef ATTUNE_ATTUNE_H
 #define ATTUNE_ATTUNE_H
 
-#define AT_VERSION_MAJOR 0
-#define AT_VERSION_MINOR 1
-#define AT_VERSION_PATCH 0
+#define AT_VERSION_MAJOR  0
+#define AT_VERSION_MINOR  1
+#define AT_VERSION_PATCH  0
 #define AT_VERSION_STRING "0.1.0"
 
 #include "status.h"

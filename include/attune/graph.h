@@ -82,7 +82,8 @@ typedef struct at_attr {
 #define AT_ATTR_I(nm, v) ((at_attr){.name = (nm), .kind = AT_ATTR_INT, .i = (v)})
 #define AT_ATTR_F(nm, v) ((at_attr){.name = (nm), .kind = AT_ATTR_FLOAT, .f = (v)})
 #define AT_ATTR_S(nm, v) ((at_attr){.name = (nm), .kind = AT_ATTR_STRING, .s = (v)})
-#define AT_ATTR_INTS(nm, cnt, p) ((at_attr){.name = (nm), .kind = AT_ATTR_INTS, .n = (cnt), .ints = (p)})
+#define AT_ATTR_INTS(nm, cnt, p)                                                                   \
+    ((at_attr){.name = (nm), .kind = AT_ATTR_INTS, .n = (cnt), .ints = (p)})
 #define AT_ATTR_FLOATS(nm, cnt, p)                                                                 \
     ((at_attr){.name = (nm), .kind = AT_ATTR_FLOATS, .n = (cnt), .floats = (p)})
 #define AT_ATTR_STRS(nm, cnt, p)                                                                   \
@@ -156,8 +157,8 @@ at_val at_param(at_graph *g, const char *name, at_dtype dt, at_shape shape, int 
 /* A constant initializer; data (numel * dtype size bytes, or NULL for
  * zeros) is copied. */
 at_val at_const(at_graph *g, const char *name, at_dtype dt, at_shape shape, const void *data);
-at_val at_const_f32(at_graph *g, float v);                /* scalar, generated name */
-at_val at_const_i64(at_graph *g, int64_t v);              /* scalar, generated name */
+at_val at_const_f32(at_graph *g, float v);                  /* scalar, generated name */
+at_val at_const_i64(at_graph *g, int64_t v);                /* scalar, generated name */
 at_val at_const_i64s(at_graph *g, int n, const int64_t *v); /* 1-D [n], generated name */
 /* Persistent state updated in place by update ops (zero-filled). */
 at_val at_state(at_graph *g, const char *name, at_dtype dt, at_shape shape);

@@ -11,7 +11,7 @@
 extern "C" {
 #endif
 
-#define AT_DOMAIN_ONNX ""
+#define AT_DOMAIN_ONNX   ""
 #define AT_DOMAIN_ATTUNE "ai.attune"
 
 /* ---- elementwise (ops/elementwise.c); binary ops broadcast numpy-style ---- */
@@ -54,8 +54,8 @@ at_val at_matmul(at_graph *g, at_val a, at_val b); /* batched, broadcasting */
 at_val at_gemm(at_graph *g, at_val a, at_val b, at_val c, float alpha, float beta, int trans_a,
                int trans_b);
 /* 1-D convolution, ONNX Conv: x [N, C, L], w [M, C/group, K], b [M] or AT_NONE. */
-at_val at_conv1d(at_graph *g, at_val x, at_val w, at_val b, int pad_begin, int pad_end,
-                 int stride, int dilation, int group);
+at_val at_conv1d(at_graph *g, at_val x, at_val w, at_val b, int pad_begin, int pad_end, int stride,
+                 int dilation, int group);
 
 /* ---- reductions and normalization (ops/reduce.c, ops/softmax.c,
  *      ops/layernorm.c, ops/loss.c) ---- */
@@ -107,8 +107,8 @@ at_val at_dropout(at_graph *g, at_val x, float ratio, at_val training, at_val *m
  * AT_NONE. direction "forward", "reverse" or "bidirectional" (D = 2). Writes
  * Y [T, D, B, H], Y_h [D, B, H], Y_c [D, B, H] into the non-NULL pointers. */
 at_status at_lstm(at_graph *g, at_val x, at_val w, at_val r, at_val b, at_val seq_lens,
-                  at_val initial_h, at_val initial_c, int hidden, const char *direction,
-                  at_val *y, at_val *y_h, at_val *y_c);
+                  at_val initial_h, at_val initial_c, int hidden, const char *direction, at_val *y,
+                  at_val *y_h, at_val *y_c);
 
 /* ---- optimizers (ops/optim.c), all in ai.attune, updating in place ---- */
 typedef struct at_adam_opts {

@@ -52,7 +52,7 @@ typedef struct at_shape {
 at_shape at_shape_make(int rank, const int64_t *dims);
 /* A shape literal, usable in static initializers: AT_SHAPE(2, 3). */
 #define AT_SHAPE(...)                                                                              \
-    ((at_shape){.rank = (int32_t)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),              \
+    ((at_shape){.rank = (int32_t)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),             \
                 .dim = {__VA_ARGS__}})
 #define AT_SCALAR ((at_shape){.rank = 0})
 
