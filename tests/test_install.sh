@@ -63,9 +63,9 @@ if grep -rlF -e "$ATTUNE_SRC" -e "$ATTUNE_BUILD" "$(dirname "$config")" "$pcfile
 fi
 
 # The version the headers, the library and CMake's package agree on.
-ver_major=$(sed -n 's/^#define AT_VERSION_MAJOR \([0-9]*\).*/\1/p' "$PREFIX/include/attune/attune.h")
-ver_minor=$(sed -n 's/^#define AT_VERSION_MINOR \([0-9]*\).*/\1/p' "$PREFIX/include/attune/attune.h")
-ver_patch=$(sed -n 's/^#define AT_VERSION_PATCH \([0-9]*\).*/\1/p' "$PREFIX/include/attune/attune.h")
+ver_major=$(sed -n 's/^#define AT_VERSION_MAJOR *\([0-9]*\).*/\1/p' "$PREFIX/include/attune/attune.h")
+ver_minor=$(sed -n 's/^#define AT_VERSION_MINOR *\([0-9]*\).*/\1/p' "$PREFIX/include/attune/attune.h")
+ver_patch=$(sed -n 's/^#define AT_VERSION_PATCH *\([0-9]*\).*/\1/p' "$PREFIX/include/attune/attune.h")
 VERSION=$ver_major.$ver_minor.$ver_patch
 export PKG_CONFIG_PATH=$LIBDIR/pkgconfig
 pc_version=$(pkg-config --modversion attune) || fail "pkg-config cannot read attune.pc"
