@@ -9,6 +9,7 @@
 #ifndef ATTUNE_RUNTIME_BACKEND_H
 #define ATTUNE_RUNTIME_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,35 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* CUDA graphs (at_session_opts.cuda_graph). A run's launches depend on the device memory they
+ * touch and on what the session laid out on the host side: the plan, the base addresses of the
+ * buffers its steps address (arena, kernel scratch, feed slots, folded values) and where each
+ * feed sits. Two runs that agree on all of that (and on the host data of any feed a kernel
+ * read while being captured, which the backend notes itself) may replay one graph. */
+typedef struct at_backend_feed {
+    int val;          /* the graph value fed */
+    size_t off;       /* its slot in the feed buffer */
+    size_t bytes;     /* its size */
+    const void *host; /* the caller's data this run */
+} at_backend_feed;
+
+enum { AT_GRAPH_BUFS = 4 };
+
+typedef struct at_backend_graph_run {
+    const void *plan;
+    const void *bufs[AT_GRAPH_BUFS];
+    const at_backend_feed *feeds;
+    int n_feeds;
+    uint64_t step; /* the session step: random streams read it from the device under a graph */
+} at_backend_graph_run;
+
+/* graph_begin's verdict. */
+enum {
+    AT_GRAPH_REPLAYED,   /* a graph for this run was launched: the steps are queued */
+    AT_GRAPH_CAPTURING,  /* launch the steps now (they are captured), then call graph_end */
+    AT_GRAPH_UNCAPTURED, /* this run cannot be captured: launch the steps as usual */
+};
 
 typedef struct at_backend_ops {
     const char *name;
@@ -57,6 +87,16 @@ typedef struct at_backend_ops {
      * its value (syncs; for at_session_opts.check_finite). */
     at_status (*first_nonfinite)(void *state, const float *x, int64_t n, int64_t *index,
                                  float *value, at_err *err);
+
+    /* CUDA graphs (see at_backend_graph_run). graph_begin replays a graph made for an equal run,
+     * or starts capturing the kernels the session launches next, or says the run cannot be
+     * captured. graph_end (after CAPTURING only) ends the capture: ok false when a kernel
+     * failed meanwhile. *captured true: the graph was made and launched; false: nothing ran,
+     * and the session launches the steps uncaptured (a run found uncapturable is not captured
+     * again). graph_reset forgets every graph (the session's plans are gone). */
+    at_status (*graph_begin)(void *state, const at_backend_graph_run *run, int *mode, at_err *err);
+    at_status (*graph_end)(void *state, bool ok, bool *captured, at_err *err);
+    void (*graph_reset)(void *state);
 } at_backend_ops;
 
 /* The CUDA backend, or NULL in a build without CUDA. */

@@ -382,6 +382,8 @@ struct dev_side {
     int host_in_cap;
     int64_t *feed_off; /* per value: offset of a feed in feeds, or -1 */
     int feed_off_cap;
+    at_backend_feed *gfeeds; /* scratch for dev_graph_steps */
+    int gfeeds_cap;
     size_t persistent_bytes;
 };
 
@@ -446,6 +448,7 @@ static void dev_free_plan(dev_side *d, dev_plan *dp) {
 
 static void dev_drop_plans(at_session *s) {
     dev_side *d = s->dev;
+    d->be->graph_reset(d->st); /* graphs name the plans' addresses */
     for (int i = 0; i < d->n_plans; i++) dev_free_plan(d, &d->plans[i]);
     d->n_plans = 0;
 }
@@ -467,6 +470,7 @@ static void dev_close(at_session *s) {
     free(d->host);
     free(d->host_in);
     free(d->feed_off);
+    free(d->gfeeds);
     free(d);
     s->dev = NULL;
 }
@@ -635,6 +639,83 @@ static at_status dev_check_finite(at_session *s, const at_node_rec *n, const at_
     return AT_OK;
 }
 
+/* Launches the plan's kernels on the device stream. */
+static at_status dev_steps(at_session *s, const at_plan *p, const dev_plan *dp) {
+    dev_side *d = s->dev;
+    const at_graph *g = s->g;
+    for (int i = 0; i < p->n_steps; i++) {
+        const at_plan_step *ps = &p->steps[i];
+        const at_node_rec *n = &g->nodes[ps->node];
+        at_tensor *in = p->io + ps->first_in, *o = p->io + ps->first_out;
+        if (dev_grow((void **)&d->host_in, &d->host_in_cap, n->n_in + 1, sizeof(void *)))
+            return sfail(s, AT_E_NOMEM, "out of memory");
+        for (int k = 0; k < n->n_in; k++) {
+            in[k].data = n->in[k] == AT_NONE ? NULL : s->ptr[n->in[k]];
+            d->host_in[k] = dev_host_view(s, p, n->in[k]);
+        }
+        for (int j = 0; j < n->n_out; j++) o[j].data = s->ptr[n->out[j]];
+        at_kernel_fn fn = d->be->kernel(n->op);
+        if (!fn)
+            return sfail(s, AT_E_UNSUPPORTED, "node '%s' (%s): no %s kernel", n->name, n->op_type,
+                         d->be->name);
+        at_kernel_ctx k;
+        k.node = n;
+        k.node_id = ps->node;
+        k.n_in = n->n_in;
+        k.n_out = n->n_out;
+        k.in = in;
+        k.out = o;
+        k.ws = dp->ws_bytes ? d->scratch : NULL;
+        k.ws_size = dp->ws_bytes;
+        k.threads = s->o.threads;
+        k.seed = s->o.seed;
+        k.step = s->step;
+        k.backend = d->be->node_state(d->st, d->host_in, n->n_in);
+        k.msg[0] = 0;
+        at_status rc = fn(&k);
+        if (rc != AT_OK) return sfail(s, rc, "node '%s' (%s): %s", n->name, n->op_type, k.msg);
+        if (s->o.check_finite && dev_check_finite(s, n, o, n->n_out) != AT_OK) return AT_E_NUMERIC;
+    }
+    return AT_OK;
+}
+
+/* CUDA graphs (opts.cuda_graph; runtime/cuda/graph.cu): what the launches depend on besides
+ * device memory is the plan, the buffers' addresses and the feeds' places, so the backend
+ * replays a graph captured for an equal run, or captures this one. */
+static at_status dev_graph_steps(at_session *s, const at_plan *p, const dev_plan *dp) {
+    dev_side *d = s->dev;
+    int n = 0;
+    if (dev_grow((void **)&d->gfeeds, &d->gfeeds_cap, s->g->n_vals + 1, sizeof(at_backend_feed)))
+        return sfail(s, AT_E_NOMEM, "out of memory");
+    for (int v = 0; v < p->n_vals; v++)
+        if (d->feed_off[v] >= 0)
+            d->gfeeds[n++] = (at_backend_feed){
+                v, (size_t)d->feed_off[v],
+                (size_t)at_shape_numel(&p->shape[v]) * at_dtype_size(p->dtype[v]), d->host[v]};
+    at_backend_graph_run r = {
+        p, {d->arena, d->scratch, d->feeds, dp->folded}, d->gfeeds, n, s->step};
+    int mode;
+    bool captured;
+    at_err e;
+    if (d->be->graph_begin(d->st, &r, &mode, &e) != AT_OK) return sfail(s, e.code, "%s", e.msg);
+    if (mode == AT_GRAPH_REPLAYED) {
+        s->stats.graph_runs++;
+        return AT_OK;
+    }
+    if (mode == AT_GRAPH_UNCAPTURED) return dev_steps(s, p, dp);
+    at_status st = dev_steps(s, p, dp);
+    if (d->be->graph_end(d->st, st == AT_OK, &captured, &e) != AT_OK)
+        return sfail(s, e.code, "%s", e.msg);
+    if (captured) {
+        s->stats.graph_runs++;
+        return AT_OK;
+    }
+    if (getenv("ATTUNE_CUDA_GRAPH_DEBUG"))
+        fprintf(stderr, "attune: run not captured as a CUDA graph: %s\n",
+                st != AT_OK ? s->err : "the capture broke");
+    return dev_steps(s, p, dp);
+}
+
 static at_status dev_run(at_session *s, at_plan *p, const at_feed *feeds, int n_feeds,
                          const at_val *fetch, int n_fetch, at_tensor *out) {
     dev_side *d = s->dev;
@@ -716,39 +797,8 @@ static at_status dev_run(at_session *s, at_plan *p, const at_feed *feeds, int n_
         }
     }
 
-    for (int i = 0; i < p->n_steps; i++) {
-        const at_plan_step *ps = &p->steps[i];
-        const at_node_rec *n = &g->nodes[ps->node];
-        at_tensor *in = p->io + ps->first_in, *o = p->io + ps->first_out;
-        if (dev_grow((void **)&d->host_in, &d->host_in_cap, n->n_in + 1, sizeof(void *)))
-            return sfail(s, AT_E_NOMEM, "out of memory");
-        for (int k = 0; k < n->n_in; k++) {
-            in[k].data = n->in[k] == AT_NONE ? NULL : s->ptr[n->in[k]];
-            d->host_in[k] = dev_host_view(s, p, n->in[k]);
-        }
-        for (int j = 0; j < n->n_out; j++) o[j].data = s->ptr[n->out[j]];
-        at_kernel_fn fn = d->be->kernel(n->op);
-        if (!fn)
-            return sfail(s, AT_E_UNSUPPORTED, "node '%s' (%s): no %s kernel", n->name, n->op_type,
-                         d->be->name);
-        at_kernel_ctx k;
-        k.node = n;
-        k.node_id = ps->node;
-        k.n_in = n->n_in;
-        k.n_out = n->n_out;
-        k.in = in;
-        k.out = o;
-        k.ws = dp->ws_bytes ? d->scratch : NULL;
-        k.ws_size = dp->ws_bytes;
-        k.threads = s->o.threads;
-        k.seed = s->o.seed;
-        k.step = s->step;
-        k.backend = d->be->node_state(d->st, d->host_in, n->n_in);
-        k.msg[0] = 0;
-        at_status rc = fn(&k);
-        if (rc != AT_OK) return sfail(s, rc, "node '%s' (%s): %s", n->name, n->op_type, k.msg);
-        if (s->o.check_finite && dev_check_finite(s, n, o, n->n_out) != AT_OK) return AT_E_NUMERIC;
-    }
+    st = s->o.cuda_graph && !s->o.check_finite ? dev_graph_steps(s, p, dp) : dev_steps(s, p, dp);
+    if (st != AT_OK) return st;
     s->stats.arena_bytes = p->arena_bytes;
     s->stats.values_bytes = p->values_bytes;
     s->stats.nodes_run = p->n_steps;

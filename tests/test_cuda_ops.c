@@ -231,6 +231,24 @@ static int b_lstm_fwd(at_graph *g, const at_val *in, at_val *out) {
     return st == AT_OK ? 2 : 0;
 }
 
+static int b_erf(at_graph *g, const at_val *in, at_val *out) {
+    out[0] = at_erf(g, in[0]);
+    return 1;
+}
+/* Sizes not a multiple of four: the last Philox block is partial. */
+static int b_random_uniform(at_graph *g, const at_val *in, at_val *out) {
+    at_attr a[2] = {AT_ATTR_F("low", -3.0f), AT_ATTR_F("high", 5.0f)};
+    out[0] = at_node1(g, "RandomUniformLike", in, 1, a, 2);
+    out[1] = at_node1(g, "RandomUniformLike", in, 1, NULL, 0);
+    return 2;
+}
+static int b_random_normal(at_graph *g, const at_val *in, at_val *out) {
+    at_attr a[2] = {AT_ATTR_F("mean", 0.5f), AT_ATTR_F("scale", 2.0f)};
+    out[0] = at_node1(g, "RandomNormalLike", in, 1, a, 2);
+    out[1] = at_node1(g, "RandomNormalLike", in, 1, NULL, 0);
+    return 2;
+}
+
 static const int32_t k_lens[3] = {5, 3, 1};
 static const uint8_t k_true = 1;
 
@@ -585,6 +603,28 @@ static const oh_case cases[] = {
      .rtol = 0,
      .grad_atol = 0,
      .grad_rtol = 0},
+    {.name = "erf",
+     .n_in = 1,
+     .in = {OH_F32(-3, 3, 6, 13)},
+     .build = b_erf,
+     .atol = 1e-6,
+     .rtol = 1e-5,
+     .grad_atol = 1e-6,
+     .grad_rtol = 1e-5},
+    /* Uniforms are exact on both sides, so they must agree bit for bit. */
+    {.name = "random_uniform_like",
+     .n_in = 1,
+     .in = {OH_F32_NG(-1, 1, 7, 37)},
+     .build = b_random_uniform,
+     .atol = 0,
+     .rtol = 0},
+    /* Normals go through logf / cosf / sinf: a few ulp. */
+    {.name = "random_normal_like",
+     .n_in = 1,
+     .in = {OH_F32_NG(-1, 1, 5, 43)},
+     .build = b_random_normal,
+     .atol = 1e-5,
+     .rtol = 1e-5},
     {.name = "lstm_bidirectional_lens",
      .n_in = 7,
      .in = {OH_F32(-1, 1, 5, 3, 3),

@@ -8,7 +8,8 @@
  * CPU's, and the first (before any update) within 1e-5 relative. The two backends differ in
  * summation order only (dropout masks are the same stream), so the gap stays at float rounding
  * amplified by 20 AdamW steps. After at_session_sync the GPU's parameters must have moved
- * from their initial values and lie within a tenth of that movement of the CPU's.
+ * from their initial values and lie within a tenth of that movement of the CPU's. Then the
+ * same on the GPU with and without CUDA graphs (check_graphs).
  *
  * Without a usable GPU the test says so and passes. */
 #include <math.h>
@@ -122,27 +123,43 @@ static void make_batch(int step, batch *bt) {
     }
 }
 
-/* Runs STEPS training steps; losses[i] is the loss computed in step i (before its update). */
-static int train(at_graph *g, const model *m, at_device dev, float *losses, char *msg, size_t cap) {
+/* How a training run goes: plain (STEPS training steps, dropout on), or mixed, for the CUDA
+ * graph check: dropout off in every fourth step (one plan, two values of a feed its kernels
+ * read on the host) and an evaluation run (loss only, no updates: a second plan) after every
+ * fifth step, EVALS of them. */
+enum { EVALS = STEPS / 5, RUNS_MIXED = STEPS + EVALS };
+
+typedef struct run_opts {
+    at_device dev;
+    bool mixed, cuda_graph;
+} run_opts;
+
+/* Runs the training steps; losses[] gets each run's loss in order (a step's loss is computed
+ * before its update); *graph_runs the session's count of runs done as CUDA graphs. */
+static int train(at_graph *g, const model *m, run_opts ro, float *losses, int *graph_runs,
+                 char *msg, size_t cap) {
     at_session_opts o = at_session_defaults();
-    o.device = dev;
+    o.device = ro.dev;
     o.seed = 7;
+    o.cuda_graph = ro.cuda_graph;
     at_err err;
     at_session *s = at_session_new(g, &o, &err);
     if (!s) {
         snprintf(msg, cap, "%s", err.msg);
         return 1;
     }
-    const uint8_t on = 1;
+    const uint8_t on = 1, off = 0;
     float lr = 3e-3f;
+    int n = 0;
     for (int step = 0; step < STEPS; step++) {
         batch bt;
         make_batch(step, &bt);
+        bool dropout = !ro.mixed || step % 4 != 3;
         at_feed feeds[6] = {{m->tokens, {AT_I64, AT_SHAPE(B, T), bt.tokens}},
                             {m->lens, {AT_I32, AT_SHAPE(B), bt.lens}},
                             {m->intent, {AT_I64, AT_SHAPE(B), bt.intent}},
                             {m->slots, {AT_I64, AT_SHAPE(B, T), bt.slots}},
-                            {m->training, {AT_BOOL, AT_SCALAR, (void *)&on}},
+                            {m->training, {AT_BOOL, AT_SCALAR, (void *)(dropout ? &on : &off)}},
                             {m->lr, {AT_F32, AT_SCALAR, &lr}}};
         at_tensor lt;
         if (at_session_run(s, feeds, 6, &m->loss, 1, &lt, m->updates, NP) != AT_OK) {
@@ -150,8 +167,19 @@ static int train(at_graph *g, const model *m, at_device dev, float *losses, char
             at_session_free(s);
             return 1;
         }
-        losses[step] = *(const float *)lt.data;
+        losses[n++] = *(const float *)lt.data;
+        if (ro.mixed && step % 5 == 4) {
+            make_batch(1000 + step, &bt);
+            feeds[4].t.data = (void *)&off;
+            if (at_session_run(s, feeds, 5, &m->loss, 1, &lt, NULL, 0) != AT_OK) {
+                snprintf(msg, cap, "eval after step %d: %s", step, at_session_error(s));
+                at_session_free(s);
+                return 1;
+            }
+            losses[n++] = *(const float *)lt.data;
+        }
     }
+    *graph_runs = at_session_get_stats(s).graph_runs;
     int rc = 0;
     if (at_session_sync(s) != AT_OK) {
         snprintf(msg, cap, "sync: %s", at_session_error(s));
@@ -159,6 +187,57 @@ static int train(at_graph *g, const model *m, at_device dev, float *losses, char
     }
     at_session_free(s);
     return rc;
+}
+
+/* CUDA graphs: the mixed run on the GPU with and without opts.cuda_graph. Every run must be
+ * done as a graph (captured once per plan and dropout mode, replayed for new batches), and
+ * give the uncaptured run's losses and parameters: the same kernels run on the same data, so
+ * they should agree bit for bit; 1e-6 relative leaves room for cuBLAS choosing another
+ * algorithm under capture. */
+static void check_graphs(const model *m, const at_graph *init) {
+    at_graph *ga = at_graph_clone(init), *gb = at_graph_clone(init);
+    CHECK(ga && gb, "at_graph_clone failed");
+    float la[RUNS_MIXED], lb[RUNS_MIXED];
+    int runs_a = 0, runs_b = 0;
+    char msg[1200];
+    int rc = ga && gb ? train(ga, m, (run_opts){AT_DEVICE_CUDA, true, false}, la, &runs_a, msg,
+                              sizeof msg)
+                      : 1;
+    CHECK(rc == 0, "cuda training without graphs: %s", msg);
+    if (!rc) {
+        rc = train(gb, m, (run_opts){AT_DEVICE_CUDA, true, true}, lb, &runs_b, msg, sizeof msg);
+        CHECK(rc == 0, "cuda training with graphs: %s", msg);
+    }
+    if (!rc) {
+        CHECK(runs_a == 0, "a session without cuda_graph ran %d graphs", runs_a);
+        CHECK(runs_b == RUNS_MIXED,
+              "%d of %d runs were CUDA graphs (ATTUNE_CUDA_GRAPH_DEBUG=1 "
+              "says why not)",
+              runs_b, RUNS_MIXED);
+        double worst = 0;
+        for (int i = 0; i < RUNS_MIXED; i++) {
+            double d = fabs((double)la[i] - lb[i]);
+            worst = fmax(worst, d);
+            CHECK(d <= 1e-6 * fabs(la[i]), "run %d: loss with graphs %.9g, without %.9g", i, lb[i],
+                  la[i]);
+        }
+        double pworst = 0;
+        for (int i = 0; i < NP; i++) {
+            at_val v = at_graph_find(ga, pnames[i]);
+            at_shape sh = at_value_shape(ga, v);
+            const float *pa = at_value_data(ga, v), *pb = at_value_data(gb, v);
+            for (int64_t e = 0; e < at_shape_numel(&sh); e++) {
+                double d = fabs((double)pa[e] - pb[e]);
+                pworst = fmax(pworst, d);
+                CHECK(d <= 1e-6 * fabs(pa[e]) + 1e-7, "%s[%lld]: with graphs %.9g, without %.9g",
+                      pnames[i], (long long)e, pb[e], pa[e]);
+            }
+        }
+        printf("cuda graphs: %d of %d runs as graphs; max loss diff %.2e, max param diff %.2e\n",
+               runs_b, RUNS_MIXED, worst, pworst);
+    }
+    at_graph_free(ga);
+    at_graph_free(gb);
 }
 
 int main(void) {
@@ -174,7 +253,9 @@ int main(void) {
     float lc[STEPS], lg[STEPS];
     char msg[1200];
     /* The GPU first: without one, skip before spending time on the CPU run. */
-    if (train(gpu, &m, AT_DEVICE_CUDA, lg, msg, sizeof msg)) {
+    int graph_runs = 0;
+    if (train(gpu, &m, (run_opts){AT_DEVICE_CUDA, false, false}, lg, &graph_runs, msg,
+              sizeof msg)) {
         if (strstr(msg, "no CUDA device") || strstr(msg, "not available in this build")) {
             if (strncmp(msg, "no CUDA device", 14) == 0)
                 printf("SKIP: %s\n", msg);
@@ -189,7 +270,8 @@ int main(void) {
         CHECK(0, "cuda training: %s", msg);
         return check_done("test_cuda_train");
     }
-    int cpu_rc = train(m.g, &m, AT_DEVICE_CPU, lc, msg, sizeof msg);
+    int cpu_rc =
+        train(m.g, &m, (run_opts){AT_DEVICE_CPU, false, false}, lc, &graph_runs, msg, sizeof msg);
     CHECK(cpu_rc == 0, "cpu training: %s", msg);
     if (cpu_rc) return check_done("test_cuda_train");
 
@@ -213,6 +295,7 @@ int main(void) {
         CHECK(moved > 0 && diff <= 0.1 * moved + 1e-6,
               "%s: cuda vs cpu max diff %.3g, movement from init %.3g", pnames[i], diff, moved);
     }
+    check_graphs(&m, init);
     at_graph_free(init);
     at_graph_free(gpu);
     at_graph_free(m.g);

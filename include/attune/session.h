@@ -54,10 +54,15 @@ typedef struct at_session_opts {
     uint64_t seed;     /* RNG key for dropout and other random ops */
     bool check_finite; /* stop at the first node producing NaN/Inf, naming it */
     bool no_reuse;     /* give every value its own memory (to check the planner) */
+    /* CUDA only: capture a run's kernel launches into a CUDA graph on its first run and replay
+     * the graph on later runs with the same fetches, targets and feed shapes (one launch instead
+     * of one per kernel); same results as without. Runs that cannot be captured run as usual.
+     * Ignored on CPU and with check_finite. */
+    bool cuda_graph;
 } at_session_opts;
 
-/* CPU, threads 0 (OpenMP's default), seed 0x5eed, check_finite and no_reuse
- * off. Thread-safe. */
+/* CPU, threads 0 (OpenMP's default), seed 0x5eed, check_finite, no_reuse
+ * and cuda_graph off. Thread-safe. */
 at_session_opts at_session_defaults(void);
 
 /* A session for g on opts->device (opts NULL: defaults), owned by the
@@ -131,6 +136,7 @@ typedef struct at_session_stats {
     size_t persistent_bytes; /* params, consts, state */
     int plans;               /* plans built so far (cache misses) */
     int nodes_run;           /* nodes executed by the last run */
+    int graph_runs;          /* runs captured or replayed as CUDA graphs (opts.cuda_graph) */
 } at_session_stats;
 at_session_stats at_session_get_stats(const at_session *s);
 

@@ -7,26 +7,7 @@
 #include <math.h>
 
 #include "runtime/cuda/cuda_common.cuh"
-
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u
-#define PHILOX_W1 0xBB67AE85u
-
-__device__ inline void philox4x32(uint32_t k0, uint32_t k1, uint32_t c[4]) {
-    uint32_t c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];
-#pragma unroll
-    for (int r = 0; r < 10; r++) {
-        if (r) k0 += PHILOX_W0, k1 += PHILOX_W1;
-        uint32_t hi0 = __umulhi(PHILOX_M0, c0), lo0 = PHILOX_M0 * c0;
-        uint32_t hi1 = __umulhi(PHILOX_M1, c2), lo1 = PHILOX_M1 * c2;
-        c0 = hi1 ^ c1 ^ k0;
-        c1 = lo1;
-        c2 = hi0 ^ c3 ^ k1;
-        c3 = lo0;
-    }
-    c[0] = c0, c[1] = c1, c[2] = c2, c[3] = c3;
-}
+#include "runtime/cuda/philox.cuh"
 
 enum { DO_X, DO_RATIO, DO_TRAINING };
 enum { DG_DY, DG_MASK, DG_RATIO, DG_TRAINING };
@@ -49,15 +30,16 @@ static at_status read_mode(at_kernel_ctx *k, int ratio_in, int training_in, floa
 }
 
 __global__ void dropout_kernel(const float *x, float *y, uint8_t *mask, int64_t n, uint32_t k0,
-                               uint32_t k1, uint64_t step, float ratio, float scale) {
+                               uint32_t k1, uint64_t hstep, const unsigned long long *dstep,
+                               float ratio, float scale) {
     int64_t nb = (n + 3) / 4;
+    uint64_t step = at_dev_step(dstep, hstep);
     AT_GRID_LOOP(j, nb) {
-        uint32_t w[4] = {(uint32_t)j, (uint32_t)((uint64_t)j >> 32), (uint32_t)step,
-                         (uint32_t)(step >> 32)};
-        philox4x32(k0, k1, w);
+        uint32_t w[4];
+        at_dev_philox_block(k0, k1, j, step, false, w);
         int64_t end = 4 * j + 4 < n ? 4 * j + 4 : n;
         for (int64_t i = 4 * j; i < end; i++) {
-            float u = (float)(w[i & 3] >> 8) * (1.0f / 16777216.0f);
+            float u = at_dev_u24(w[i & 3]);
             bool keep = u >= ratio;
             y[i] = keep ? x[i] * scale : 0.0f;
             if (mask) mask[i] = keep;
@@ -84,7 +66,7 @@ static at_status dropout_cuda(at_kernel_ctx *k) {
     }
     at_philox_key key = at_rng_key(k->seed, (uint32_t)k->node_id);
     dropout_kernel<<<at_cu_grid(k, (n + 3) / 4), AT_CU_THREADS, 0, s>>>(
-        x, y, mask, n, key.k0, key.k1, k->step, ratio, scale);
+        x, y, mask, n, key.k0, key.k1, k->step, at_cu_step_dev(k), ratio, scale);
     AT_CU_LAUNCHED(k, "dropout_kernel");
     return AT_OK;
 }

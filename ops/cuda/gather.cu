@@ -18,7 +18,7 @@ static int64_t prod_range(const int64_t *d, int from, int to) {
 
 /* Host-side check of indices the host knows (fed token ids): the CPU's message, first bad one. */
 static at_status check_host_indices(at_kernel_ctx *k, int i, int64_t n, int64_t dim, int axis) {
-    const void *h = at_cu_host_in(k, i);
+    const void *h = at_cu_host_peek(k, i);
     if (!h) return AT_OK;
     bool i32 = k->in[i].dtype == AT_I32;
     for (int64_t j = 0; j < n; j++) {

@@ -63,7 +63,7 @@ static at_status ce_setup(at_kernel_ctx *k, int xi, int li, int wi, ce_args *c) 
     c->ignore = ig ? (long long)ig->i : 0;
     c->derr = at_cu(k)->derr;
     c->node = k->node_id;
-    const void *h = at_cu_host_in(k, li);
+    const void *h = at_cu_host_peek(k, li);
     if (h) {
         for (int64_t p = 0; p < c->P; p++) {
             int64_t lab = c->lab64 ? ((const int64_t *)h)[p] : ((const int32_t *)h)[p];

@@ -60,13 +60,31 @@ static const void *kin(const at_kernel_ctx *k, int i) {
     return i < k->n_in ? k->in[i].data : NULL;
 }
 
+/* Under capture: lengths outside [0, T] recorded for the session (the kernels clamp them). */
+__global__ void check_lens_kernel(const int32_t *lens, int64_t B, int64_t T, at_cuda_errword *derr,
+                                  int node) {
+    AT_GRID_LOOP(b, B) {
+        if (lens[b] < 0 || lens[b] > T) at_dev_fail(derr, node, AT_DERR_SEQLEN, b, lens[b], T, 0);
+    }
+}
+
 /* sequence_lens on the host (fed, or read back) for the step count; the device copy serves the
- * kernels. As the CPU, a length outside [0, T] is an error naming the item. */
+ * kernels. As the CPU, a length outside [0, T] is an error naming the item. Under capture the
+ * graph must serve any lengths: all T steps run (steps past an item's length leave it as it
+ * is, so the results are the same) and the device checks the lengths. */
 static at_status read_lens(at_kernel_ctx *k, const lstm_dims &m, const int32_t **dlens,
                            int64_t *maxlen) {
     *dlens = (const int32_t *)kin(k, IN_SEQ);
     *maxlen = m.T;
     if (!*dlens) return AT_OK;
+    if (at_cu(k)->capturing) {
+        if (m.B > 0) {
+            check_lens_kernel<<<at_cu_grid(k, m.B), AT_CU_THREADS, 0, at_cu_stream(k)>>>(
+                *dlens, m.B, m.T, at_cu(k)->derr, k->node_id);
+            AT_CU_LAUNCHED(k, "check_lens_kernel");
+        }
+        return AT_OK;
+    }
     const void *h;
     AT_CU_TRY(at_cu_read_input(k, IN_SEQ, &h));
     const int32_t *lens = (const int32_t *)h;
@@ -82,7 +100,9 @@ static at_status read_lens(at_kernel_ctx *k, const lstm_dims &m, const int32_t *
 }
 
 __device__ inline int64_t len_of(const int32_t *lens, const lstm_dims &m, int64_t b) {
-    return lens ? lens[b] : m.T;
+    if (!lens) return m.T;
+    int64_t l = lens[b];
+    return l < 0 ? 0 : l > m.T ? m.T : l;
 }
 
 struct lstm_tape {

@@ -141,7 +141,7 @@ static at_status adam_common(at_kernel_ctx *k, bool decoupled, float wd_default)
     a.derr = at_cu(k)->derr;
     a.node = k->node_id;
     /* Host-known step counters fail here with the CPU's message, before any launch. */
-    const void *ht = at_cu_host_in(k, 4);
+    const void *ht = at_cu_host_peek(k, 4);
     if (ht) {
         double t = a.t_i64 ? (float)*(const int64_t *)ht : *(const float *)ht;
         if (!(t >= 1.0))

@@ -27,6 +27,8 @@ static int register_all() {
     at_cuda_register_dropout(g_kernels);
     at_cuda_register_lstm(g_kernels);
     at_cuda_register_optim(g_kernels);
+    at_cuda_register_misc(g_kernels);
+    at_cuda_register_random(g_kernels);
     return 1;
 }
 static int g_registered = register_all();
@@ -42,6 +44,9 @@ static at_workspace_fn cu_workspace(int op) {
 
 /* ---- start-up and shutdown ---- */
 
+/* cuBLAS's recommended workspace on Hopper (4 MiB suffices elsewhere). */
+#define AT_CU_BLAS_WS ((size_t)32 << 20)
+
 #define INIT_CHECK(call)                                                                           \
     do {                                                                                           \
         cudaError_t e_ = (call);                                                                   \
@@ -56,8 +61,13 @@ static void cu_shutdown(void *state) {
     if (!c) return;
     /* Teardown errors are not actionable: the process keeps going without this device. */
     if (c->stream) cudaStreamSynchronize(c->stream);
+    at_cu_graph_reset(c);
+    free(c->graphs);
     if (c->dnn) cudnnDestroy(c->dnn);
     if (c->blas) cublasDestroy(c->blas);
+    if (c->blas_ws) cudaFree(c->blas_ws);
+    if (c->dstep) cudaFree(c->dstep);
+    if (c->hstep) cudaFreeHost(c->hstep);
     if (c->derr) cudaFree(c->derr);
     if (c->dslot) cudaFree(c->dslot);
     if (c->herr) cudaFreeHost(c->herr);
@@ -99,6 +109,9 @@ static at_status cu_init(void **state, at_err *err) {
         INIT_CHECK(cudaMalloc((void **)&c->dslot, sizeof(unsigned long long)));
         INIT_CHECK(cudaMallocHost((void **)&c->herr, sizeof(at_cuda_errword)));
         INIT_CHECK(cudaMallocHost((void **)&c->hslot, sizeof(unsigned long long) * 2));
+        INIT_CHECK(cudaMalloc((void **)&c->dstep, sizeof(unsigned long long)));
+        INIT_CHECK(cudaMallocHost((void **)&c->hstep, sizeof(unsigned long long)));
+        INIT_CHECK(cudaMalloc(&c->blas_ws, AT_CU_BLAS_WS));
         cublasStatus_t bs = cublasCreate(&c->blas);
         if (bs != CUBLAS_STATUS_SUCCESS) {
             c->blas = NULL;
@@ -106,12 +119,17 @@ static at_status cu_init(void **state, at_err *err) {
             goto fail;
         }
         bs = cublasSetStream(c->blas, c->stream);
+        /* After SetStream, which resets the workspace to cuBLAS's own pool: a workspace of
+         * ours means no allocation while a graph is captured. */
+        if (bs == CUBLAS_STATUS_SUCCESS)
+            bs = cublasSetWorkspace(c->blas, c->blas_ws, AT_CU_BLAS_WS);
         if (bs == CUBLAS_STATUS_SUCCESS)
             bs = cublasSetPointerMode(c->blas, CUBLAS_POINTER_MODE_HOST);
         /* Plain float32 (no TF32 tensor-core rounding): results stay comparable with the CPU. */
         if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH);
         if (bs != CUBLAS_STATUS_SUCCESS) {
-            at_err_set(err, AT_E_DEVICE, "cublasSetStream/SetPointerMode/SetMathMode failed: %s",
+            at_err_set(err, AT_E_DEVICE,
+                       "cublasSetStream/SetWorkspace/SetPointerMode/SetMathMode failed: %s",
                        cublasGetStatusString(bs));
             goto fail;
         }
@@ -221,6 +239,14 @@ at_status at_cu_read_input(at_kernel_ctx *k, int i, const void **host) {
         return AT_OK;
     }
     at_cuda_ctx *c = at_cu(k);
+    if (c->capturing) {
+        /* A download waits for the stream, which a capture forbids: the run goes uncaptured. */
+        c->capture_refused = true;
+        return at_kernel_fail(k, AT_E_UNSUPPORTED,
+                              "input %d is computed on the device and read on the host: not "
+                              "capturable",
+                              i);
+    }
     size_t bytes = at_tensor_nbytes(&k->in[i]);
     if (bytes > c->hscratch_cap) {
         /* Rare: a shape-like input computed on the device. Grown once, kept. */
@@ -396,10 +422,25 @@ at_status at_cu_gemm(at_kernel_ctx *k, bool ta, bool tb, int64_t M, int64_t N, i
 /* ---- the table ---- */
 
 static const at_backend_ops g_ops = {
-    "cuda",       cu_init,       cu_shutdown,   cu_alloc,
-    cu_free,      cu_alloc_host, cu_free_host,  cu_upload,
-    cu_download,  cu_copy,       cu_sync,       at_cuda_kernel_for,
-    cu_workspace, cu_node_state, cu_poll_error, cu_first_nonfinite,
+    "cuda",
+    cu_init,
+    cu_shutdown,
+    cu_alloc,
+    cu_free,
+    cu_alloc_host,
+    cu_free_host,
+    cu_upload,
+    cu_download,
+    cu_copy,
+    cu_sync,
+    at_cuda_kernel_for,
+    cu_workspace,
+    cu_node_state,
+    cu_poll_error,
+    cu_first_nonfinite,
+    at_cu_graph_begin,
+    at_cu_graph_end,
+    at_cu_graph_reset,
 };
 
 extern "C" const at_backend_ops *at_cuda_backend(void) {

@@ -53,6 +53,7 @@ struct at_cuda_ctx {
     cudaStream_t stream;
     cublasHandle_t blas;
     cudnnHandle_t dnn;         /* NULL when cuDNN could not start (no kernel needs it yet) */
+    void *blas_ws;             /* cuBLAS's workspace, ours so that capture allocates nothing */
     at_cuda_errword *derr;     /* device */
     at_cuda_errword *herr;     /* pinned, for poll_error */
     unsigned long long *dslot; /* device scratch for first_nonfinite */
@@ -62,6 +63,12 @@ struct at_cuda_ctx {
     /* set per node by node_state */
     const void *const *host_in;
     int n_host_in;
+    /* CUDA graphs (runtime/cuda/graph.cu) */
+    unsigned long long *dstep; /* device copy of the session step, set before each graph launch */
+    unsigned long long *hstep; /* pinned source of that copy */
+    bool capturing;            /* kernels are being captured into a graph, not run */
+    bool capture_refused;      /* a kernel met something a graph cannot hold */
+    struct at_cu_graphs *graphs;
 };
 
 static inline at_cuda_ctx *at_cu(const at_kernel_ctx *k) {
@@ -71,15 +78,39 @@ static inline cudaStream_t at_cu_stream(const at_kernel_ctx *k) {
     return at_cu(k)->stream;
 }
 
+/* Under capture, a kernel that shapes its launches by a feed's host data makes the graph valid
+ * for that data only: graph.cu notes the feed and replays the graph only while it holds the
+ * same bytes. */
+void at_cu_graph_consult(at_cuda_ctx *c, const void *host);
+
 /* Input i's data as the host knows it (fed, constant or folded), else NULL. */
 static inline const void *at_cu_host_in(const at_kernel_ctx *k, int i) {
-    const at_cuda_ctx *c = at_cu(k);
-    return i < c->n_host_in && c->host_in ? c->host_in[i] : NULL;
+    at_cuda_ctx *c = at_cu(k);
+    const void *h = i < c->n_host_in && c->host_in ? c->host_in[i] : NULL;
+    if (h && c->capturing) at_cu_graph_consult(c, h);
+    return h;
+}
+
+/* The same for host-side checks whose failure the device also records (index, label and step
+ * checks): NULL under capture, so that checking a feed does not tie the graph to its data. */
+static inline const void *at_cu_host_peek(const at_kernel_ctx *k, int i) {
+    return at_cu(k)->capturing ? NULL : at_cu_host_in(k, i);
 }
 
 /* Input i's data on the host: the host's copy where it has one, else downloaded (this waits
- * for the stream). The pointer is valid until the next call for this node. */
+ * for the stream; refused under capture). The pointer is valid until the next call for this
+ * node. */
 at_status at_cu_read_input(at_kernel_ctx *k, int i, const void **host);
+
+/* The session step for random streams: kernels take k->step by value and this pointer, which is
+ * NULL except under capture, where it points at the device copy that every graph launch
+ * refreshes (a captured value would repeat on every replay). */
+static inline const unsigned long long *at_cu_step_dev(const at_kernel_ctx *k) {
+    return at_cu(k)->capturing ? at_cu(k)->dstep : NULL;
+}
+__device__ inline uint64_t at_dev_step(const unsigned long long *dstep, uint64_t step) {
+    return dstep ? (uint64_t)*dstep : step;
+}
 
 /* ---- checks: every CUDA, cuBLAS and cuDNN call; the session adds the node's name ---- */
 
@@ -183,5 +214,12 @@ void at_cuda_register_gather(at_cuda_kernel_def *t);
 void at_cuda_register_dropout(at_cuda_kernel_def *t);
 void at_cuda_register_lstm(at_cuda_kernel_def *t);
 void at_cuda_register_optim(at_cuda_kernel_def *t);
+void at_cuda_register_misc(at_cuda_kernel_def *t);
+void at_cuda_register_random(at_cuda_kernel_def *t);
+
+/* ---- CUDA graphs (runtime/cuda/graph.cu), behind at_backend_ops' graph_* entries ---- */
+at_status at_cu_graph_begin(void *state, const at_backend_graph_run *run, int *mode, at_err *err);
+at_status at_cu_graph_end(void *state, bool ok, bool *captured, at_err *err);
+void at_cu_graph_reset(void *state);
 
 #endif

@@ -1,0 +1,234 @@
+/* CUDA graphs of whole runs (at_session_opts.cuda_graph): the first run of a kind captures the
+ * kernels the session launches into a graph, later equal runs replay it with one
+ * cudaGraphLaunch instead of hundreds of launches.
+ *
+ * What a captured launch bakes in besides device memory: the addresses and sizes the session
+ * laid out (the key of at_backend_graph_run), the session step (random streams read it from a
+ * device word instead, refreshed before every launch), and host data the kernels read to shape
+ * their work. That last is the feeds' data where a kernel asked for it (at_cu_host_in during
+ * the capture; checks that the device repeats use at_cu_host_peek and do not count): those
+ * feeds' bytes are kept with the graph and must match for a replay, so a flag like dropout's
+ * training mode gives one graph per value while token ids, read on the device only, give one
+ * graph for all batches. Runs that cannot be captured (a kernel downloads device data, or an
+ * API call breaks the capture) are remembered and run uncaptured from then on. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/cuda/cuda_common.cuh"
+
+/* Graphs kept per session; the least recently used goes first. A training loop uses one per
+ * (fetch set, shape binding), an evaluation loop a few more. */
+#define AT_CU_GRAPH_CAP 64
+
+struct graph_entry {
+    const void *plan;
+    const void *bufs[AT_GRAPH_BUFS];
+    at_backend_feed *feeds; /* val, off, bytes (host unused) */
+    int n_feeds;
+    bool *pinned; /* per feed: a kernel read its host data during the capture */
+    unsigned char *pinned_data;
+    cudaGraphExec_t exec; /* NULL: this kind of run cannot be captured */
+    uint64_t used;
+};
+
+struct at_cu_graphs {
+    graph_entry e[AT_CU_GRAPH_CAP];
+    int n;
+    uint64_t clock;
+    graph_entry pending; /* the capture in progress */
+    const at_backend_feed *run_feeds;
+};
+
+static void entry_free(graph_entry *g) {
+    if (g->exec) cudaGraphExecDestroy(g->exec);
+    free(g->feeds);
+    free(g->pinned);
+    free(g->pinned_data);
+    memset(g, 0, sizeof *g);
+}
+
+void at_cu_graph_reset(void *state) {
+    at_cuda_ctx *c = (at_cuda_ctx *)state;
+    if (!c || !c->graphs) return;
+    for (int i = 0; i < c->graphs->n; i++) entry_free(&c->graphs->e[i]);
+    c->graphs->n = 0;
+    entry_free(&c->graphs->pending);
+}
+
+static bool same_layout(const graph_entry *g, const at_backend_graph_run *r) {
+    if (g->plan != r->plan || g->n_feeds != r->n_feeds) return false;
+    for (int i = 0; i < AT_GRAPH_BUFS; i++)
+        if (g->bufs[i] != r->bufs[i]) return false;
+    for (int i = 0; i < r->n_feeds; i++) {
+        const at_backend_feed *a = &g->feeds[i], *b = &r->feeds[i];
+        if (a->val != b->val || a->off != b->off || a->bytes != b->bytes) return false;
+    }
+    return true;
+}
+
+static bool same_pinned(const graph_entry *g, const at_backend_graph_run *r) {
+    const unsigned char *p = g->pinned_data;
+    for (int i = 0; i < g->n_feeds; i++) {
+        if (!g->pinned[i]) continue;
+        size_t n = g->feeds[i].bytes;
+        if (n && memcmp(p, r->feeds[i].host, n)) return false;
+        p += n;
+    }
+    return true;
+}
+
+static graph_entry *find(at_cu_graphs *gs, const at_backend_graph_run *r) {
+    for (int i = 0; i < gs->n; i++) {
+        graph_entry *g = &gs->e[i];
+        if (same_layout(g, r) && (!g->exec || same_pinned(g, r))) return g;
+    }
+    return NULL;
+}
+
+/* A free slot, evicting the least recently used graph when full. */
+static graph_entry *slot(at_cu_graphs *gs) {
+    if (gs->n < AT_CU_GRAPH_CAP) return &gs->e[gs->n++];
+    int old = 0;
+    for (int i = 1; i < gs->n; i++)
+        if (gs->e[i].used < gs->e[old].used) old = i;
+    entry_free(&gs->e[old]);
+    return &gs->e[old];
+}
+
+/* The pending entry's key from r (no pinned data yet). */
+static at_status pending_init(at_cu_graphs *gs, const at_backend_graph_run *r, at_err *err) {
+    graph_entry *g = &gs->pending;
+    entry_free(g);
+    g->plan = r->plan;
+    memcpy(g->bufs, r->bufs, sizeof g->bufs);
+    g->n_feeds = r->n_feeds;
+    size_t n = (size_t)(r->n_feeds > 0 ? r->n_feeds : 1);
+    g->feeds = (at_backend_feed *)malloc(n * sizeof *g->feeds);
+    g->pinned = (bool *)calloc(n, sizeof *g->pinned);
+    if (!g->feeds || !g->pinned) {
+        entry_free(g);
+        return at_err_set(err, AT_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < r->n_feeds; i++) {
+        g->feeds[i] = r->feeds[i];
+        g->feeds[i].host = NULL;
+    }
+    gs->run_feeds = r->feeds;
+    return AT_OK;
+}
+
+void at_cu_graph_consult(at_cuda_ctx *c, const void *host) {
+    at_cu_graphs *gs = c->graphs;
+    if (!gs) return;
+    for (int i = 0; i < gs->pending.n_feeds; i++)
+        if (gs->run_feeds[i].host == host) gs->pending.pinned[i] = true;
+}
+
+/* Moves the pending entry into the cache with exec (NULL: uncapturable), copying the data of
+ * the feeds the capture read. */
+static at_status keep_pending(at_cu_graphs *gs, cudaGraphExec_t exec, at_err *err) {
+    graph_entry *p = &gs->pending;
+    size_t bytes = 0;
+    for (int i = 0; exec && i < p->n_feeds; i++)
+        if (p->pinned[i]) bytes += p->feeds[i].bytes;
+    if (bytes) {
+        p->pinned_data = (unsigned char *)malloc(bytes);
+        if (!p->pinned_data) {
+            cudaGraphExecDestroy(exec);
+            entry_free(p);
+            return at_err_set(err, AT_E_NOMEM, "out of memory");
+        }
+        unsigned char *q = p->pinned_data;
+        for (int i = 0; i < p->n_feeds; i++) {
+            if (!p->pinned[i]) continue;
+            memcpy(q, gs->run_feeds[i].host, p->feeds[i].bytes);
+            q += p->feeds[i].bytes;
+        }
+    }
+    if (!exec) memset(p->pinned, 0, sizeof(bool) * (size_t)(p->n_feeds > 0 ? p->n_feeds : 1));
+    p->exec = exec;
+    p->used = ++gs->clock;
+    graph_entry *g = slot(gs);
+    *g = *p;
+    memset(p, 0, sizeof *p);
+    return AT_OK;
+}
+
+#define G_CHECK(call)                                                                              \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess)                                                                     \
+            return at_err_set(err, AT_E_DEVICE, "%s failed: %s", #call, cudaGetErrorString(e_));   \
+    } while (0)
+
+at_status at_cu_graph_begin(void *state, const at_backend_graph_run *r, int *mode, at_err *err) {
+    at_cuda_ctx *c = (at_cuda_ctx *)state;
+    *mode = AT_GRAPH_UNCAPTURED;
+    if (!c->graphs) {
+        c->graphs = (at_cu_graphs *)calloc(1, sizeof *c->graphs);
+        if (!c->graphs) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    }
+    at_cu_graphs *gs = c->graphs;
+    /* The stream is idle (the session synced at the start of the run), so the pinned word is
+     * free to rewrite. */
+    *c->hstep = (unsigned long long)r->step;
+    G_CHECK(
+        cudaMemcpyAsync(c->dstep, c->hstep, sizeof *c->dstep, cudaMemcpyHostToDevice, c->stream));
+    graph_entry *g = find(gs, r);
+    if (g) {
+        g->used = ++gs->clock;
+        if (!g->exec) return AT_OK;
+        G_CHECK(cudaGraphLaunch(g->exec, c->stream));
+        *mode = AT_GRAPH_REPLAYED;
+        return AT_OK;
+    }
+    AT_CU_TRY(pending_init(gs, r, err));
+    /* Thread-local mode: a call on this thread that a capture cannot hold (an allocation, a
+     * synchronous copy) fails and invalidates the capture instead of passing unnoticed. */
+    if (cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return keep_pending(gs, NULL, err);
+    }
+    c->capturing = true;
+    c->capture_refused = false;
+    *mode = AT_GRAPH_CAPTURING;
+    return AT_OK;
+}
+
+at_status at_cu_graph_end(void *state, bool ok, bool *captured, at_err *err) {
+    at_cuda_ctx *c = (at_cuda_ctx *)state;
+    at_cu_graphs *gs = c->graphs;
+    *captured = false;
+    c->capturing = false;
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
+    /* Errors of a broken capture are not sticky; they must not surface in a later check. */
+    if (e != cudaSuccess) (void)cudaGetLastError();
+    bool structural = c->capture_refused || e != cudaSuccess;
+    if (structural && getenv("ATTUNE_CUDA_GRAPH_DEBUG"))
+        fprintf(stderr, "attune: CUDA graph capture: %s%s\n",
+                e != cudaSuccess ? cudaGetErrorString(e) : "ended",
+                c->capture_refused ? " (a kernel read device data on the host)" : "");
+    if (!ok) {
+        if (graph) cudaGraphDestroy(graph);
+        /* A kernel that rejected its data is reported by the uncaptured rerun; only a run that
+         * a graph cannot hold is remembered as such. */
+        if (structural) return keep_pending(gs, NULL, err);
+        entry_free(&gs->pending);
+        return AT_OK;
+    }
+    cudaGraphExec_t exec = NULL;
+    if (e == cudaSuccess && graph) {
+        if (cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) {
+            (void)cudaGetLastError();
+            exec = NULL;
+        }
+    }
+    if (graph) cudaGraphDestroy(graph);
+    AT_CU_TRY(keep_pending(gs, exec, err));
+    if (!exec) return AT_OK;
+    G_CHECK(cudaGraphLaunch(exec, c->stream));
+    *captured = true;
+    return AT_OK;
+}
