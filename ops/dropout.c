@@ -149,6 +149,13 @@ static at_status dropout_infer(at_infer_ctx *c) {
     return AT_OK;
 }
 
+/* y = keep ? x scale : 0 over m elements, branch-free (inlined with a constant m for the
+ * full groups, which GCC unrolls into vector selects). */
+static inline void dropout_select(const float *x, float *y, const uint32_t *r, uint32_t thr,
+                                  float scale, int m) {
+    for (int e = 0; e < m; e++) y[e] = r[e] >= thr ? x[e] * scale : 0.0f;
+}
+
 static at_status dropout_cpu(at_kernel_ctx *k) {
     float ratio, scale;
     bool training;
@@ -165,24 +172,28 @@ static at_status dropout_cpu(at_kernel_ctx *k) {
     }
     at_philox_key key = at_rng_key(k->seed, (uint32_t)k->node_id);
     uint64_t step = k->step;
+    /* keep <=> (w >> 8) / 2^24 >= ratio <=> (w >> 8) >= ceil(ratio 2^24): the same test in
+     * integers (ratio 2^24 is exact in double), so the select loop below vectorizes. */
+    uint32_t thr = (uint32_t)ceil((double)ratio * 16777216.0);
     /* One Philox block serves four consecutive elements, exactly as at_rng_uniform defines
      * them (tests/test_ops_dropout.c compares the two). Blocks go PHILOX_LANES at a time
      * through philox_lanes, whose lane loops vectorize. */
     int64_t nb = (n + 3) / 4, ngroups = (nb + PHILOX_LANES - 1) / PHILOX_LANES;
 #pragma omp parallel for num_threads(nthreads(k)) schedule(static) if (nb > 2048)
     for (int64_t gi = 0; gi < ngroups; gi++) {
-        uint32_t w[4][PHILOX_LANES];
-        int64_t j0 = gi * PHILOX_LANES;
+        uint32_t w[4][PHILOX_LANES], r[4 * PHILOX_LANES];
+        int64_t j0 = gi * PHILOX_LANES, i0 = 4 * j0;
         philox_lanes(key, (uint64_t)j0, step, w);
         for (int l = 0; l < PHILOX_LANES; l++)
-            for (int q = 0; q < 4; q++) {
-                int64_t i = 4 * (j0 + l) + q;
-                if (i >= n) break;
-                float u = (float)(w[q][l] >> 8) * (1.0f / 16777216.0f);
-                bool keep = u >= ratio;
-                y[i] = keep ? x[i] * scale : 0.0f;
-                if (mask) mask[i] = keep;
-            }
+            for (int q = 0; q < 4; q++) r[4 * l + q] = w[q][l] >> 8;
+        int m = n - i0 < 4 * PHILOX_LANES ? (int)(n - i0) : 4 * PHILOX_LANES;
+        if (m == 4 * PHILOX_LANES) {
+            dropout_select(x + i0, y + i0, r, thr, scale, 4 * PHILOX_LANES);
+        } else {
+            dropout_select(x + i0, y + i0, r, thr, scale, m);
+        }
+        if (mask)
+            for (int e = 0; e < m; e++) mask[i0 + e] = r[e] >= thr;
     }
     return AT_OK;
 }
