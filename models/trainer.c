@@ -287,42 +287,46 @@ at_status at_nlu_predict_text(at_nlu_model *m, const char *sentence, at_nlu_pred
 /* ------------------------------------------------------------------------------------------ */
 /* Training. */
 
-/* Parameters as one buffer, for best-model selection. */
-typedef struct snapshot {
-    int n;
-    at_val *p;
-    float *data;
-    bool have;
-} snapshot;
-
-static at_status snap_init(snapshot *s, at_graph *g, at_err *e) {
+/* The parameters as one buffer (at_graph_params order), for best-model selection. */
+static at_status snap_init(nlu_train_state *ts, at_graph *g, at_err *e) {
     at_val dummy;
-    s->n = at_graph_params(g, ~0u, &dummy, 0);
-    s->p = malloc((size_t)(s->n ? s->n : 1) * sizeof *s->p);
-    if (!s->p) return at_err_set(e, AT_E_NOMEM, "training: out of memory");
-    at_graph_params(g, ~0u, s->p, s->n);
+    int n = at_graph_params(g, ~0u, &dummy, 0);
+    at_val *p = malloc((size_t)(n ? n : 1) * sizeof *p);
+    if (!p) return at_err_set(e, AT_E_NOMEM, "training: out of memory");
+    at_graph_params(g, ~0u, p, n);
     int64_t total = 0;
-    for (int i = 0; i < s->n; i++) {
-        at_shape sh = at_value_shape(g, s->p[i]);
+    for (int i = 0; i < n; i++) {
+        at_shape sh = at_value_shape(g, p[i]);
         total += at_shape_numel(&sh);
     }
-    s->data = malloc((size_t)(total ? total : 1) * sizeof(float));
-    return s->data ? AT_OK : at_err_set(e, AT_E_NOMEM, "training: out of memory");
+    free(p);
+    if (ts->best && ts->best_numel == total) return AT_OK;
+    free(ts->best);
+    ts->best_numel = total;
+    ts->best = malloc((size_t)(total ? total : 1) * sizeof(float));
+    return ts->best ? AT_OK : at_err_set(e, AT_E_NOMEM, "training: out of memory");
 }
 
-static void snap_copy(snapshot *s, at_graph *g, bool save) {
-    float *d = s->data;
-    for (int i = 0; i < s->n; i++) {
-        at_shape sh = at_value_shape(g, s->p[i]);
-        size_t n = (size_t)at_shape_numel(&sh);
-        float *v = at_value_data(g, s->p[i]);
+/* save: the graph's parameters into ts->best; else back. */
+static at_status snap_copy(nlu_train_state *ts, at_graph *g, bool save, at_err *e) {
+    at_val dummy;
+    int n = at_graph_params(g, ~0u, &dummy, 0);
+    at_val *p = malloc((size_t)(n ? n : 1) * sizeof *p);
+    if (!p) return at_err_set(e, AT_E_NOMEM, "training: out of memory");
+    at_graph_params(g, ~0u, p, n);
+    float *d = ts->best;
+    for (int i = 0; i < n; i++) {
+        at_shape sh = at_value_shape(g, p[i]);
+        size_t k = (size_t)at_shape_numel(&sh);
+        float *v = at_value_data(g, p[i]);
         if (save)
-            memcpy(d, v, n * sizeof *d);
+            memcpy(d, v, k * sizeof *d);
         else
-            memcpy(v, d, n * sizeof *d);
-        d += n;
+            memcpy(v, d, k * sizeof *d);
+        d += k;
     }
-    if (save) s->have = true;
+    free(p);
+    return AT_OK;
 }
 
 /* Is a better than b under the selection rule? */
@@ -354,13 +358,12 @@ typedef struct trainer {
     at_session *sess;
     const at_nlu_train_opts *o;
     at_split *train, *valid;
-    unl_source unl[2];
+    unl_source unl[NLU_MAX_UNL];
     int n_unl, next_unl;
     at_batch lab, raw_unl;
     feed_batch f;
-    snapshot best;
-    bool have_best;
-    at_metrics_summary best_sum;
+    nlu_train_state *ts; /* the model's: kept current for checkpoints */
+    bool resuming;       /* the phase in ts goes on where ts says */
     at_metrics *mt;
     at_nlu_train_result *res;
     double t0;
@@ -384,10 +387,11 @@ static at_status next_unlabelled(trainer *tr, at_err *e) {
 
 /* Running sums of the losses over an epoch. */
 typedef struct loss_acc {
-    double sum[6];
-    int64_t cnt[6];
+    double sum[NLU_LOSSES];
+    int64_t cnt[NLU_LOSSES];
 } loss_acc;
 enum { L_TASK, L_D, L_ADV, L_REG, L_TASK_ADV, L_VAT, L_COUNT };
+_Static_assert((int)L_COUNT == (int)NLU_LOSSES, "the training state holds every loss");
 
 static double mean_of(const loss_acc *a, int k) {
     return a->cnt[k] ? a->sum[k] / (double)a->cnt[k] : NAN;
@@ -437,7 +441,7 @@ static at_nlu_progress progress_of(const trainer *tr, int phase, int epoch, int6
                          .epochs = tr->cfg->epochs[phase],
                          .step = step,
                          .steps = steps,
-                         .global_step = tr->res->steps,
+                         .global_step = tr->ts->global,
                          .elapsed_s = now_s() - tr->t0,
                          .loss_task = mean_of(acc, L_TASK),
                          .loss_d = mean_of(acc, L_D),
@@ -447,6 +451,36 @@ static at_nlu_progress progress_of(const trainer *tr, int phase, int epoch, int6
                          .loss_vat = mean_of(acc, L_VAT),
                          .lambda = lambda};
     return p;
+}
+
+/* What a checkpoint written now needs beyond the graph: the epoch's running losses, the
+ * session's step and the unlabelled streams' positions. */
+static void keep_state(trainer *tr, const loss_acc *acc) {
+    nlu_train_state *ts = tr->ts;
+    memcpy(ts->loss_sum, acc->sum, sizeof ts->loss_sum);
+    memcpy(ts->loss_cnt, acc->cnt, sizeof ts->loss_cnt);
+    ts->sess_step = at_session_step(tr->sess);
+    ts->next_unl = tr->next_unl;
+    for (int i = 0; i < tr->n_unl; i++) {
+        ts->unl_next[i] = tr->unl[i].next;
+        ts->unl_round[i] = tr->unl[i].round;
+    }
+}
+
+/* Puts the unlabelled streams where ts says (their orders are rebuilt from the seed). */
+static at_status restore_unlabelled(trainer *tr, at_err *e) {
+    const nlu_train_state *ts = tr->ts;
+    tr->next_unl = tr->n_unl ? ts->next_unl % tr->n_unl : 0;
+    for (int i = 0; i < tr->n_unl; i++) {
+        unl_source *u = &tr->unl[i];
+        u->next = ts->unl_next[i];
+        u->round = ts->unl_round[i];
+        if (u->round == 0) continue;
+        at_status st = at_epoch_plan(&u->ep, u->s, u->subset, AT_ORDER_BUCKET, tr->cfg->batch,
+                                     tr->cfg->seed + 7, (uint64_t)(u->round - 1), e);
+        if (st) return st;
+    }
+    return AT_OK;
 }
 
 static at_status run_phase(trainer *tr, int phase, at_err *e) {
@@ -485,18 +519,43 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
     at_epoch_free(&ep);
     if (st) return st;
     if (per_epoch == 0) return at_err_set(e, AT_E_INVALID, "training: no labelled sentences");
-    int first = phase == tr->o->first_phase && tr->o->start_epoch > 0 ? tr->o->start_epoch : 0;
-    int64_t total = per_epoch * epochs, done = per_epoch * first;
+    int64_t total = per_epoch * epochs;
     if (tr->o->max_steps > 0 && total > tr->o->max_steps) total = tr->o->max_steps;
-    int bad_epochs = 0;
 
-    for (int epoch = first + 1; !st && epoch <= epochs && !tr->stop && done < total; epoch++) {
+    /* Where the phase starts: afresh, or where the training state says. */
+    nlu_train_state *ts = tr->ts;
+    int first = 1;
+    int64_t skip = 0;
+    loss_acc acc = {0};
+    if (tr->resuming && ts->phase == phase) {
+        first = ts->epoch_done ? ts->epoch + 1 : ts->epoch;
+        skip = ts->epoch_done ? 0 : ts->batch;
+        if (!ts->epoch_done) {
+            memcpy(acc.sum, ts->loss_sum, sizeof acc.sum);
+            memcpy(acc.cnt, ts->loss_cnt, sizeof acc.cnt);
+        }
+    } else {
+        if (phase == tr->o->first_phase && tr->o->start_epoch > 0) first = tr->o->start_epoch + 1;
+        ts->phase = phase;
+        ts->done = per_epoch * (first - 1);
+        ts->bad_epochs = 0;
+        ts->epoch = first - 1;
+        ts->epoch_done = true;
+    }
+    tr->resuming = false;
+
+    for (int epoch = first; !st && epoch <= epochs && !tr->stop && ts->done < total; epoch++) {
+        if (cfg->patience > 0 && ts->bad_epochs >= cfg->patience) break;
         st = at_epoch_plan(&ep, tr->train, AT_SUBSET_LABELLED, AT_ORDER_BUCKET, cfg->batch,
                            cfg->seed, (uint64_t)(phase * 100000 + epoch), e);
-        loss_acc acc = {0};
-        float lambda = 0;
-        int64_t k = 0;
-        for (; !st && k < ep.n_batches && !tr->stop && done < total; k++) {
+        if (epoch != first || skip == 0) {
+            acc = (loss_acc){0};
+            ts->lambda = 0;
+        }
+        ts->epoch = epoch;
+        ts->epoch_done = false;
+        int64_t k = epoch == first ? skip : 0;
+        for (; !st && k < ep.n_batches && !tr->stop && ts->done < total; k++) {
             st = at_batch_fill(&tr->lab, tr->train, ep.order + ep.start[k],
                                ep.start[k + 1] - ep.start[k], e);
             if (!st && adv) st = next_unlabelled(tr, e);
@@ -505,22 +564,25 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
             if (cfg->word_dropout > 0)
                 at_batch_word_dropout(&tr->f.b, cfg->word_dropout, AT_UNK_ID, cfg->seed,
                                       at_session_step(tr->sess));
-            lambda = phase > 0 && cfg->adv != AT_NLU_ADV_NONE
-                         ? at_nlu_lambda(cfg, (double)done / (double)total)
-                         : 0.0f;
-            tr->f.lambda = lambda;
+            ts->lambda = phase > 0 && cfg->adv != AT_NLU_ADV_NONE
+                             ? at_nlu_lambda(cfg, (double)ts->done / (double)total)
+                             : 0.0f;
+            tr->f.lambda = ts->lambda;
             tr->f.lr = cfg->lr;
             tr->f.training = true;
             for (int d = 0; !st && dstep && dstep->n && d < cfg->d_steps; d++)
                 st = run_step(tr, dstep, &dstep->loss, &dslot, 1, &acc, e);
             if (!st && main->n) st = run_step(tr, main, fetch, slot, nf, &acc, e);
             if (st) break;
-            done++;
+            ts->done++;
+            ts->global++;
             tr->res->steps++;
+            ts->batch = k + 1;
+            keep_state(tr, &acc);
             if (tr->o->max_seconds > 0 && now_s() - tr->t0 > tr->o->max_seconds) tr->stop = true;
             if (tr->o->progress) {
                 at_nlu_progress pr =
-                    progress_of(tr, phase, epoch, k + 1, ep.n_batches, &acc, lambda);
+                    progress_of(tr, phase, epoch, k + 1, ep.n_batches, &acc, ts->lambda);
                 if (!tr->o->progress(&pr, tr->o->user)) tr->stop = true;
             }
         }
@@ -536,38 +598,42 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
             st = evaluate_encoded(tr->m, tr->valid, false, 0, tr->mt, &vs, e);
             if (st) break;
             v = &vs;
-            improved = !tr->have_best || better(cfg->select, &vs, &tr->best_sum);
+            improved = !ts->have_best || better(cfg->select, &vs, &ts->best_sum);
             if (improved) {
-                tr->have_best = true;
-                tr->best_sum = vs;
+                ts->have_best = true;
+                ts->best_sum = vs;
+                ts->best_phase = phase;
+                ts->best_epoch = epoch;
                 tr->res->best_valid = vs;
                 tr->res->best_phase = phase;
                 tr->res->best_epoch = epoch;
                 at_session_sync(tr->sess);
-                snap_copy(&tr->best, at_nlu_model_graph(tr->m), true);
-                bad_epochs = 0;
+                st = snap_copy(ts, at_nlu_model_graph(tr->m), true, e);
+                if (st) break;
+                ts->bad_epochs = 0;
             } else {
-                bad_epochs++;
+                ts->bad_epochs++;
             }
         }
-        write_json(tr, phase, epoch, k, &acc, lambda, v, improved);
+        ts->epoch_done = true;
+        write_json(tr, phase, epoch, k, &acc, ts->lambda, v, improved);
         if (tr->o->progress) {
-            at_nlu_progress pr = progress_of(tr, phase, epoch, k, k, &acc, lambda);
+            at_nlu_progress pr = progress_of(tr, phase, epoch, k, k, &acc, ts->lambda);
             pr.valid = v;
             pr.improved = improved;
+            pr.epoch_end = true;
             if (!tr->o->progress(&pr, tr->o->user)) tr->stop = true;
         }
-        if (cfg->patience > 0 && bad_epochs >= cfg->patience) break;
     }
     return st;
 }
 
 /* Restores the best parameters into the graph (and the session, on a device). */
 static at_status restore_best(trainer *tr, at_err *e) {
-    if (!tr->have_best) return AT_OK;
+    if (!tr->ts->have_best) return AT_OK;
     at_session_sync(tr->sess);
-    snap_copy(&tr->best, at_nlu_model_graph(tr->m), false);
-    at_status st = nlu_model_params_changed(tr->m, e);
+    at_status st = snap_copy(tr->ts, at_nlu_model_graph(tr->m), false, e);
+    if (!st) st = nlu_model_params_changed(tr->m, e);
     tr->sess = at_nlu_model_session(tr->m, e);
     return st;
 }
@@ -589,13 +655,24 @@ at_status at_nlu_train(at_nlu_model *m, at_split *train, at_split *valid, at_spl
                   .train = train,
                   .valid = valid,
                   .res = res,
+                  .ts = nlu_model_train_state(m),
+                  .resuming = opts->resume,
                   .t0 = now_s()};
-    at_status st = encode(m, train, e);
+    at_status st = AT_OK;
+    if (opts->resume && !tr.ts->valid)
+        return at_err_set(e, AT_E_INVALID,
+                          "resume: the model holds no training state (load a checkpoint "
+                          "written by attune 0.2 or later with at_nlu_checkpoint_load)");
+    if (!opts->resume) {
+        nlu_train_state_clear(tr.ts);
+        tr.ts->valid = true;
+    }
+    st = encode(m, train, e);
     if (!st) st = at_split_label_fraction(train, cfg->label_fraction, cfg->seed, e);
     if (!st && valid) st = encode(m, valid, e);
     if (!st && unlabelled) st = encode(m, unlabelled, e);
     if (!st) st = at_metrics_new(&tr.mt, e);
-    if (!st) st = snap_init(&tr.best, at_nlu_model_graph(m), e);
+    if (!st) st = snap_init(tr.ts, at_nlu_model_graph(m), e);
     if (!st) tr.sess = at_nlu_model_session(m, e);
     if (!st && !tr.sess) st = e && e->code ? e->code : AT_E_INVALID;
     if (st) goto done;
@@ -603,6 +680,14 @@ at_status at_nlu_train(at_nlu_model *m, at_split *train, at_split *valid, at_spl
         tr.unl[tr.n_unl++] = (unl_source){.s = train, .subset = AT_SUBSET_UNLABELLED};
     if (unlabelled && unlabelled->n > 0)
         tr.unl[tr.n_unl++] = (unl_source){.s = unlabelled, .subset = AT_SUBSET_ALL};
+    if (opts->resume) {
+        st = restore_unlabelled(&tr, e);
+        if (st) goto done;
+        at_session_set_step(tr.sess, tr.ts->sess_step);
+        res->best_valid = tr.ts->best_sum;
+        res->best_phase = tr.ts->have_best ? tr.ts->best_phase : -1;
+        res->best_epoch = tr.ts->best_epoch;
+    }
 
     int64_t T = train->max_len;
     if (unlabelled && unlabelled->max_len > T) T = unlabelled->max_len;
@@ -610,7 +695,9 @@ at_status at_nlu_train(at_nlu_model *m, at_split *train, at_split *valid, at_spl
     st = at_batch_alloc(&tr.lab, bs, train->max_len, W, e);
     if (!st) st = at_batch_alloc(&tr.raw_unl, bs, T, W, e);
     if (!st) st = at_batch_alloc(&tr.f.b, 2 * bs, T, W, e);
-    for (int phase = opts->first_phase; !st && phase <= opts->last_phase && !tr.stop; phase++) {
+    int first = opts->first_phase;
+    if (opts->resume && tr.ts->phase > first) first = tr.ts->phase;
+    for (int phase = first; !st && phase <= opts->last_phase && !tr.stop; phase++) {
         if (phase < 0 || phase > 2) continue;
         st = run_phase(&tr, phase, e);
         if (!st) st = restore_best(&tr, e);
@@ -620,8 +707,6 @@ done:
     at_batch_free(&tr.lab);
     at_batch_free(&tr.raw_unl);
     at_batch_free(&tr.f.b);
-    free(tr.best.p);
-    free(tr.best.data);
     at_metrics_free(tr.mt);
     res->seconds = now_s() - tr.t0;
     return st;

@@ -216,7 +216,7 @@ expect 0 "wrote $T/r.onnx" train "$T/m.onnx" $D -o "$T/r.onnx" --epochs0 2 --epo
 out_has "epochs: phase 0 2, phase 1 1, phase 2 1"
 grep -q '^phase 0 epoch 2/2 ' "$T/err" && passed=$((passed + 1)) ||
     fail "resume goes on with epoch 2 of phase 0"
-grep -q "resuming $T/ck/phase0-epoch001.ckpt.onnx: phase 0 after 1 epoch" "$T/err" &&
+grep -q "resuming $T/ck/phase0-epoch001.ckpt.onnx: phase 0, 1 epoch done" "$T/err" &&
     passed=$((passed + 1)) || fail "resume names the checkpoint and its position"
 [ "$(wc -l <"$T/m.jsonl")" -eq 6 ] && passed=$((passed + 1)) || fail "--metrics appends on resume"
 expect 0 "epochs: phase 0 0, phase 1 1, phase 2 1" train $D -o "$T/r2.onnx" $TRAIN \
@@ -224,6 +224,9 @@ expect 0 "epochs: phase 0 0, phase 1 1, phase 2 1" train $D -o "$T/r2.onnx" $TRA
 expect 2 "--resume $T/nope.ckpt: No such file or directory" train $D -o "$T/r3.onnx" \
     --resume "$T/nope.ckpt"
 expect 2 "not a checkpoint" train $D -o "$T/r3.onnx" --resume "$T/m.onnx"
+# a resumed run keeps the checkpoint's options (else it would not take the same steps)
+expect 2 "the checkpoint's run has epochs=2,1,1, this one asks 3,1,1" train $D -o "$T/r3.onnx" \
+    --epochs0 3 --epochs1 1 --epochs2 1 --resume "$T/ck/phase0-epoch001.ckpt.onnx"
 # train builds the model itself from model options; training options override a model's
 expect 0 "wrote $T/own.onnx" train $D $TINY --preset baseline --epochs0 1 --max-steps 3 \
     --threads 1 --progress none -o "$T/own.onnx"

@@ -1,13 +1,11 @@
 /* attune train: trains a model file (or a model built from options) on a dataset folder through
  * at_nlu_train, with a progress display, checkpoints, JSON-line metrics and an SVG of the curves.
  *
- * Resuming (--resume CHECKPOINT) restores every parameter and optimizer state value, the
- * session's step (the random streams of dropout and word dropout), the phase, and the epochs
- * that phase had completed (at_nlu_train_opts.start_epoch: the epochs left get their own batch
- * orders and lambda_p goes on where it was). What at_nlu_train cannot take over: a position
- * inside an epoch (a checkpoint written inside one redoes that epoch from its start), the
- * position in the stream of unlabelled batches, and the early-stopping count and best model so
- * far (model selection starts afresh with the resumed run). */
+ * Resuming (--resume CHECKPOINT) goes on exactly where the checkpoint was written: a checkpoint
+ * holds every parameter and optimizer state value and the trainer's state (phase, epoch, batch
+ * within it, session step, unlabelled stream, running losses, best model and early-stopping
+ * count; at_nlu_train_opts.resume), so a resumed run takes the same steps and selects the same
+ * model as an uninterrupted one with the same options. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -86,10 +84,7 @@ typedef enum show_mode { SHOW_NONE, SHOW_LINES, SHOW_BAR } show_mode;
 typedef struct prog {
     show_mode show;
     at_nlu_model *m;
-    /* global steps before this run (resume) */
-    int64_t step_offset;
     /* the previous call */
-    int64_t prev_global;
     int prev_phase, prev_epoch;
     double prev_t;
     double prev_mean[4];
@@ -158,18 +153,13 @@ static bool save_checkpoint(prog *p, const at_nlu_progress *pr, bool epoch_end) 
         .phase = pr->phase,
         .rng_seed = p->seed,
     };
-    char path[4096], num[32];
-    int64_t global = pr->global_step + p->step_offset;
+    char path[4096];
     if (epoch_end)
         snprintf(path, sizeof path, "%s/phase%d-epoch%03d.ckpt.onnx", p->ckpt_dir, pr->phase,
                  epoch);
     else
         snprintf(path, sizeof path, "%s/phase%d-epoch%03d-step%06lld.ckpt.onnx", p->ckpt_dir,
                  pr->phase, epoch, (long long)pr->step);
-    /* Where the run stands, for a resume's step numbers: global steps at the epoch's start. */
-    at_graph *g = at_nlu_model_graph(p->m);
-    snprintf(num, sizeof num, "%lld", (long long)(epoch_end ? global : global - pr->step));
-    at_graph_set_meta(g, "attune.train.global_step", num);
     at_err e = {0};
     if (at_nlu_checkpoint_save(p->m, &info, path, &e) != AT_OK) {
         snprintf(p->ckpt_err, sizeof p->ckpt_err, "writing checkpoint %s: %s", path, e.msg);
@@ -207,12 +197,10 @@ static bool push_epoch(prog *p, const epoch_pt *ep) {
 static bool on_progress(const at_nlu_progress *pr, void *user) {
     prog *p = user;
     double t = now_s();
-    /* The call at an epoch's end repeats the global step of the epoch's last step. */
-    bool epoch_end = pr->global_step == p->prev_global && pr->phase == p->prev_phase &&
-                     pr->epoch == p->prev_epoch;
+    bool epoch_end = pr->epoch_end;
     bool new_epoch = pr->phase != p->prev_phase || pr->epoch != p->prev_epoch;
     double means[4] = {pr->loss_task, pr->loss_d, pr->loss_adv, pr->loss_reg};
-    int64_t x = pr->global_step + p->step_offset;
+    int64_t x = pr->global_step;
     char buf[256], tb[32], eb[32];
 
     if (!epoch_end) {
@@ -301,7 +289,6 @@ static bool on_progress(const at_nlu_progress *pr, void *user) {
         }
         if (p->ckpt_dir && !save_checkpoint(p, pr, true)) p->failed = true;
     }
-    p->prev_global = pr->global_step;
     p->prev_phase = pr->phase;
     p->prev_epoch = pr->epoch;
     p->prev_t = t;
@@ -529,6 +516,34 @@ static void default_output(const char *model, char *buf, size_t cap) {
     snprintf(buf, cap, "%.*s.trained.onnx", (int)n, model);
 }
 
+/* A resumed run continues the checkpoint's run: its options must be the checkpoint's, or the
+ * steps it takes would not be the ones the uninterrupted run takes. Names the first that differs.
+ */
+static int check_same_config(const char *ckpt, const at_nlu_model *m, const at_nlu_config *cfg) {
+    char *a = NULL, *b = NULL;
+    at_err e = {0};
+    at_status st = at_nlu_config_to_string(at_nlu_model_config(m), &a, &e);
+    if (!st) st = at_nlu_config_to_string(cfg, &b, &e);
+    int rc = st ? cli_fail(CLI_EXIT_FAIL, CMD, "%s", e.msg) : CLI_CONTINUE;
+    for (const char *x = a, *y = b; !st && *x && *y;) {
+        size_t nx = strcspn(x, "\n"), ny = strcspn(y, "\n");
+        if (nx != ny || memcmp(x, y, nx)) {
+            size_t key = strcspn(x, "=");
+            rc = cli_fail(CLI_EXIT_USAGE, CMD,
+                          "--resume %s: the checkpoint's run has %.*s, this one asks %.*s; a "
+                          "resumed run must keep the checkpoint's options (to start a new run "
+                          "from its weights, give it as MODEL instead)",
+                          ckpt, (int)nx, x, (int)ny - (int)key - 1, y + key + 1);
+            break;
+        }
+        x += nx + (x[nx] ? 1 : 0);
+        y += ny + (y[ny] ? 1 : 0);
+    }
+    free(a);
+    free(b);
+    return rc;
+}
+
 typedef struct train_args {
     const char *data, *out, *phases, *unlabelled;
     int64_t max_steps;
@@ -591,8 +606,9 @@ int cmd_train(int argc, char **argv) {
         CLI_OPT_STR("checkpoint-dir", &t.ckpt_dir, "DIR",
                     "write a checkpoint at the end of every epoch into DIR (created if missing)"),
         CLI_OPT_STR("resume", &t.resume, "CHECKPOINT",
-                    "continue from a checkpoint: its weights, optimizer state, random streams, "
-                    "phase and completed epochs (an epoch cut short starts again)"),
+                    "continue exactly where a checkpoint was written (weights, optimizer state, "
+                    "random streams, position in the epoch, best model so far); give the same "
+                    "data and options"),
         CLI_OPT_STR("metrics", &t.metrics, "FILE",
                     "write metrics as JSON lines, one an epoch (appended to when resuming)"),
         CLI_OPT_STR("plot", &t.plot, "FILE.svg", "draw the loss and metric curves"),
@@ -667,19 +683,12 @@ int cmd_train(int argc, char **argv) {
     at_nlu_model *m = NULL;
     at_split *train = NULL, *valid = NULL, *unl = NULL;
     FILE *mf = NULL;
-    prog p = {.prev_global = -1, .prev_phase = -1, .phase_start = {-1, -1, -1}};
+    prog p = {.prev_phase = -1, .phase_start = {-1, -1, -1}};
     at_checkpoint_info info = {0};
-    int64_t resume_global = 0;
 
     /* The model: a checkpoint, a model file, or built below from the options. */
     if (t.resume) {
         if ((rc = cli_load_model(CMD, t.resume, &info, &m)) != CLI_CONTINUE) goto done;
-        /* The checkpoint's own record of the global steps before it. */
-        at_err e = {0};
-        at_graph *g = at_checkpoint_load(t.resume, NULL, &e);
-        const char *gs = g ? at_graph_meta(g, "attune.train.global_step") : NULL;
-        if (gs) cli_parse_i64(gs, &resume_global);
-        at_graph_free(g);
         if (model_path)
             fprintf(stderr, "attune: train: resuming from %s (the weights of %s are not used)\n",
                     t.resume, model_path);
@@ -707,14 +716,7 @@ int cmd_train(int argc, char **argv) {
 
     at_nlu_config cfg = m ? *at_nlu_model_config(m) : at_nlu_config_default();
     if ((rc = cli_cfg_apply(CMD, &co, &cfg)) != CLI_CONTINUE) goto done;
-    int start_epoch = 0;
-    if (t.resume) {
-        /* Go on in the checkpoint's phase with the epochs it had left. */
-        if (!t.phases) first = info.phase;
-        if (first == info.phase && info.epoch > 0)
-            start_epoch = info.epoch < 100000 ? (int)info.epoch : 100000;
-        p.step_offset = resume_global;
-    }
+    if (t.resume && (rc = check_same_config(t.resume, m, &cfg)) != CLI_CONTINUE) goto done;
     if (m) {
         if ((rc = cli_model_reconfigure(CMD, &m, &cfg)) != CLI_CONTINUE) goto done;
     } else {
@@ -738,7 +740,6 @@ int cmd_train(int argc, char **argv) {
     if ((rc = cli_model_session(CMD, m, t.device, t.threads, cfg.seed, t.check_finite)) !=
         CLI_CONTINUE)
         goto done;
-    if (t.resume) at_session_set_step(at_nlu_model_session(m, NULL), info.step);
 
     if (t.ckpt_dir && cli_mkdirs(t.ckpt_dir) != 0) {
         rc = cli_fail(CLI_EXIT_FAIL, CMD, "--checkpoint-dir %s: %s", t.ckpt_dir, strerror(errno));
@@ -772,15 +773,15 @@ int cmd_train(int argc, char **argv) {
         if (valid) fprintf(stderr, ", %lld valid", (long long)valid->n);
         fputc('\n', stderr);
         if (t.resume)
-            fprintf(stderr, "resuming %s: phase %d after %d epoch%s, session step %llu\n", t.resume,
-                    info.phase, start_epoch, start_epoch == 1 ? "" : "s",
+            fprintf(stderr, "resuming %s: phase %d, %lld epoch%s done, session step %llu\n",
+                    t.resume, info.phase, (long long)info.epoch, info.epoch == 1 ? "" : "s",
                     (unsigned long long)info.step);
     }
 
     at_nlu_train_opts o = at_nlu_train_defaults();
     o.first_phase = first;
     o.last_phase = last;
-    o.start_epoch = start_epoch;
+    o.resume = t.resume != NULL;
     o.progress = on_progress;
     o.user = &p;
     o.metrics = mf;

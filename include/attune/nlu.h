@@ -295,7 +295,7 @@ typedef struct at_nlu_progress {
     int phase;           /* 0, 1, 2 */
     int epoch, epochs;   /* 1-based epoch within the phase, the phase's epoch budget */
     int64_t step, steps; /* 1-based step within the epoch, steps in the epoch */
-    int64_t global_step;
+    int64_t global_step; /* steps done so far, over the runs a resume continues */
     double elapsed_s;
     /* running means over the epoch so far (NaN where the phase has no such loss) */
     double loss_task, loss_d, loss_adv, loss_reg;
@@ -303,7 +303,8 @@ typedef struct at_nlu_progress {
     double lambda;
     /* at the end of an epoch: the valid metrics (NULL on other calls or without valid) */
     const at_metrics_summary *valid;
-    bool improved; /* this epoch is the best so far (end of epoch only) */
+    bool improved;  /* this epoch is the best so far (end of epoch only) */
+    bool epoch_end; /* this call reports an epoch's end (after its evaluation) */
 } at_nlu_progress;
 
 /* Return false to stop training (after the current step). */
@@ -315,6 +316,12 @@ typedef struct at_nlu_train_opts {
      * step): epochs of first_phase already done; the phase goes on from the next one, with
      * lambda_p where it was. */
     int start_epoch;
+    /* Resume exactly where the checkpoint m was loaded from stood (at_nlu_checkpoint_load keeps
+     * the trainer's state: phase, epoch, batch within it, the unlabelled stream, the losses so
+     * far, the best model and early-stopping count): the run then takes the same steps and
+     * selects the same model as an uninterrupted one. Give the same data and options.
+     * first_phase and start_epoch are ignored then. */
+    bool resume;
     at_nlu_progress_fn progress; /* called after every step and at every epoch end */
     void *user;
     FILE *metrics;      /* JSON lines, one an epoch (NULL: none) */
