@@ -11,7 +11,7 @@ side), then one combined update (L_task + L_reg + lambda L_adv; every group but 
 flowing through D into the model). Each update set has its own AdamW, as in attune.
 
     torch_joint.py [--batch 32] [--seq 16] [--threads 2] [--steps 20] [--warmup 3]
-                   [--encoder transformer|bilstm]
+                   [--encoder transformer|bilstm] [--device cpu|cuda]
 
 Prints one JSON line, the same keys as bench_train_step. Runs with Debian's python3-torch.
 """
@@ -196,7 +196,7 @@ class Discriminator(nn.Module):
 
 def one_hot(labels, n):
     """Zero rows where the label is outside [0, n) (IGNORE), as nlu_one_hot."""
-    return (labels.unsqueeze(-1) == torch.arange(n)).float()
+    return (labels.unsqueeze(-1) == torch.arange(n, device=labels.device)).float()
 
 
 def fake_labels(logits):
@@ -246,14 +246,16 @@ def main():
     ap.add_argument("--words", type=int, default=10000)
     ap.add_argument("--slots", type=int, default=72)
     ap.add_argument("--intents", type=int, default=7)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
+    dev = torch.device(a.device)
     torch.set_num_threads(a.threads)
     blas = set_blas_threads(a.threads)
     torch.manual_seed(1)
     B, T = a.batch, a.seq
 
     t_build = time.perf_counter()
-    m = Joint(a)
+    m = Joint(a).to(dev)
     t_build = time.perf_counter() - t_build
     d_params = list(m.disc.parameters())
     main_params = [p for n, p in m.named_parameters() if not n.startswith("disc.")]
@@ -269,6 +271,8 @@ def main():
     slots = torch.where(mask > 0, torch.randint(0, a.slots, (B, T), generator=g),
                         torch.full((B, T), IGNORE))
     intents = torch.randint(0, a.intents, (B,), generator=g)
+    # pack_padded_sequence wants the lengths on the CPU; everything else goes to the device.
+    mask, tokens, slots, intents = (t.to(dev) for t in (mask, tokens, slots, intents))
     lam, beta = 0.05, 0.01
 
     def d_step():
@@ -308,6 +312,8 @@ def main():
         t0, c0 = time.perf_counter(), time.process_time()
         loss_d = d_step()
         loss_task = main_step()[0]
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         t1, c1 = time.perf_counter(), time.process_time()
         if k >= a.warmup:
             times.append((t1 - t0) * 1e3)
@@ -315,7 +321,7 @@ def main():
     times.sort()
     cpu.sort()
     print(json.dumps({
-        "impl": "pytorch", "encoder": a.encoder, "part": "step", "batch": B, "seq": T,
+        "impl": "pytorch", "device": a.device, "encoder": a.encoder, "part": "step", "batch": B, "seq": T,
         "threads": a.threads, "steps": a.steps, "median_ms": round(times[len(times) // 2], 3),
         "min_ms": round(times[0], 3), "max_ms": round(times[-1], 3),
         "cpu_ms": round(cpu[len(cpu) // 2], 3),

@@ -77,6 +77,9 @@ at_session *at_session_new(at_graph *g, const at_session_opts *opts, at_err *err
         return NULL;
     }
     if (at_graph_check(g, err) != AT_OK) return NULL;
+    /* For benchmarks of programs that do not expose the option (see session.h). */
+    const char *cg = getenv("ATTUNE_CUDA_GRAPH");
+    if (cg && !strcmp(cg, "1")) o.cuda_graph = true;
     at_session *s = calloc(1, sizeof *s);
     if (!s) {
         at_err_set(err, AT_E_NOMEM, "out of memory");

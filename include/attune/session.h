@@ -57,7 +57,8 @@ typedef struct at_session_opts {
     /* CUDA only: capture a run's kernel launches into a CUDA graph on its first run and replay
      * the graph on later runs with the same fetches, targets and feed shapes (one launch instead
      * of one per kernel); same results as without. Runs that cannot be captured run as usual.
-     * Ignored on CPU and with check_finite. */
+     * Ignored on CPU and with check_finite. The environment variable ATTUNE_CUDA_GRAPH=1 turns
+     * it on for every session of the process (for benchmarks of tools without the option). */
     bool cuda_graph;
 } at_session_opts;
 
