@@ -149,6 +149,19 @@ at_status nlu_model_params_changed(at_nlu_model *m, at_err *e) {
     return AT_OK;
 }
 
+at_status nlu_model_check_finite(at_nlu_model *m, bool on, at_err *e) {
+    uint64_t step = m->sess ? at_session_step(m->sess) : 0;
+    at_session_opts o = m->sess_opts;
+    o.check_finite = on;
+    at_status st = at_nlu_model_set_session(m, &o, e);
+    if (!st) at_session_set_step(m->sess, step);
+    return st;
+}
+
+bool nlu_model_checks_finite(const at_nlu_model *m) {
+    return m->sess_opts.check_finite;
+}
+
 /* Copies every parameter (and with state, every optimizer state value) of m from src by
  * name; shapes must match. A model file has no discriminator (inference does not need it):
  * D keeps its fresh initialization then. */
@@ -388,8 +401,9 @@ static at_graph *with_state(at_nlu_model *m, at_err *e) {
     free(text);
     int n = 0;
     int64_t numel = 0;
-    at_val *p = !st && m->ts.best ? params_of(m->g, &n, &numel) : NULL;
-    if (!st && m->ts.best && (!p || numel != m->ts.best_numel)) st = AT_E_INVALID;
+    at_val *p = !st && m->ts.have_best && m->ts.best ? params_of(m->g, &n, &numel) : NULL;
+    if (!st && m->ts.have_best && m->ts.best && (!p || numel != m->ts.best_numel))
+        st = AT_E_INVALID;
     const float *d = m->ts.best;
     char name[1024];
     for (int i = 0; !st && p && i < n; i++) {

@@ -48,6 +48,10 @@ typedef struct nlu_train_state {
     int64_t best_numel;
 } nlu_train_state;
 
+/* Starts the session afresh with at_session_opts.check_finite on or off, keeping its step. */
+at_status nlu_model_check_finite(at_nlu_model *m, bool on, at_err *e);
+bool nlu_model_checks_finite(const at_nlu_model *m);
+
 /* The model's training state (never NULL). */
 nlu_train_state *nlu_model_train_state(at_nlu_model *m);
 /* Frees the best-parameter buffer and clears the state. */

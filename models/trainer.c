@@ -397,19 +397,33 @@ static double mean_of(const loss_acc *a, int k) {
     return a->cnt[k] ? a->sum[k] / (double)a->cnt[k] : NAN;
 }
 
+static const char *const loss_names[L_COUNT] = {"loss_task", "loss_d",        "loss_adv",
+                                                "loss_reg",  "loss_task_adv", "loss_vat"};
+
+/* One update. A non-finite loss or gradient norm is AT_E_NUMERIC (the caller then looks for the
+ * node that produced it). */
 static at_status run_step(trainer *tr, const at_nlu_update_set *u, const at_val *fetch,
                           const int *slot, int nfetch, loss_acc *acc, at_err *e) {
     at_feed feeds[12];
     int nf = make_feeds(tr->net, &tr->f, true, feeds);
-    at_tensor out[L_COUNT];
-    at_status st = at_session_run(tr->sess, feeds, nf, fetch, nfetch, out, u->updates, u->n);
+    at_val all[L_COUNT + 1];
+    memcpy(all, fetch, (size_t)nfetch * sizeof *all);
+    int n = nfetch;
+    if (u->grad_norm != AT_NONE) all[n++] = u->grad_norm;
+    at_tensor out[L_COUNT + 1];
+    at_status st = at_session_run(tr->sess, feeds, nf, all, n, out, u->updates, u->n);
     if (st) return run_fail(tr->m, st, e, "training step");
-    for (int i = 0; i < nfetch; i++) {
+    for (int i = 0; i < n; i++) {
         double v = ((const float *)out[i].data)[0];
         if (!isfinite(v))
-            return at_err_set(e, AT_E_NUMERIC, "training step %llu: loss is %g",
-                              (unsigned long long)at_session_step(tr->sess), v);
-        acc->sum[slot[i]] += v;
+            return at_err_set(e, AT_E_NUMERIC, "%s is %s",
+                              i < nfetch ? loss_names[slot[i]] : "the gradient norm",
+                              isnan(v) ? "nan"
+                              : v > 0  ? "inf"
+                                       : "-inf");
+    }
+    for (int i = 0; i < nfetch; i++) {
+        acc->sum[slot[i]] += ((const float *)out[i].data)[0];
         acc->cnt[slot[i]]++;
     }
     return AT_OK;
@@ -421,10 +435,8 @@ static void write_json(trainer *tr, int phase, int epoch, int64_t steps, const l
     if (!f) return;
     fprintf(f, "{\"phase\":%d,\"epoch\":%d,\"steps\":%lld,\"time_s\":%.3f,\"lambda\":%.6g", phase,
             epoch, (long long)steps, now_s() - tr->t0, (double)lambda);
-    const char *names[L_COUNT] = {"loss_task", "loss_d",        "loss_adv",
-                                  "loss_reg",  "loss_task_adv", "loss_vat"};
     for (int k = 0; k < L_COUNT; k++)
-        if (acc->cnt[k]) fprintf(f, ",\"%s\":%.6g", names[k], mean_of(acc, k));
+        if (acc->cnt[k]) fprintf(f, ",\"%s\":%.6g", loss_names[k], mean_of(acc, k));
     if (v)
         fprintf(f,
                 ",\"valid_intent_acc\":%.6g,\"valid_slot_f1\":%.6g,\"valid_sentence_acc\":%.6g,"
@@ -483,24 +495,29 @@ static at_status restore_unlabelled(trainer *tr, at_err *e) {
     return AT_OK;
 }
 
-static at_status run_phase(trainer *tr, int phase, at_err *e) {
+/* What one phase's steps run and report. */
+typedef struct phase_ctx {
+    int phase;
+    const at_nlu_update_set *main, *dstep;
+    bool adv; /* unlabelled batches feed D's fake side and VAT's KL term */
+    at_val fetch[L_COUNT];
+    int slot[L_COUNT], nf;
+    int64_t total; /* steps of the phase */
+} phase_ctx;
+
+static void phase_setup(const trainer *tr, int phase, phase_ctx *pc) {
     const at_nlu_config *cfg = tr->cfg;
     const at_nlu_net *net = tr->net;
     const at_nlu_path *p = phase == 0 ? &net->off : net->eval;
-    const at_nlu_update_set *main = &net->steps[phase == 0   ? AT_NLU_STEP_BASE
-                                                : phase == 1 ? AT_NLU_STEP_P1
-                                                             : AT_NLU_STEP_P2];
-    const at_nlu_update_set *dstep = phase > 0 ? &net->steps[AT_NLU_STEP_D] : NULL;
-    if (main->n == 0 && (!dstep || dstep->n == 0)) return AT_OK;
-    int epochs = cfg->epochs[phase];
-    /* Unlabelled batches feed D's fake side and VAT's KL term. */
-    bool adv = ((phase > 0 && cfg->adv != AT_NLU_ADV_NONE) || cfg->vat) && tr->n_unl > 0;
-
-    /* What the main step reports. */
-    at_val fetch[L_COUNT];
-    int slot[L_COUNT], nf = 0;
+    memset(pc, 0, sizeof *pc);
+    pc->phase = phase;
+    pc->main = &net->steps[phase == 0   ? AT_NLU_STEP_BASE
+                           : phase == 1 ? AT_NLU_STEP_P1
+                                        : AT_NLU_STEP_P2];
+    pc->dstep = phase > 0 ? &net->steps[AT_NLU_STEP_D] : NULL;
+    pc->adv = ((phase > 0 && cfg->adv != AT_NLU_ADV_NONE) || cfg->vat) && tr->n_unl > 0;
 #define FETCH(v, k)                                                                                \
-    if ((v) != AT_NONE) fetch[nf] = (v), slot[nf++] = (k)
+    if ((v) != AT_NONE) pc->fetch[pc->nf] = (v), pc->slot[pc->nf++] = (k)
     FETCH(p->loss_task, L_TASK);
     FETCH(p->loss_task_adv, L_TASK_ADV);
     FETCH(p->loss_vat, L_VAT);
@@ -510,7 +527,126 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
         if (cfg->adv == AT_NLU_ADV_GRL) FETCH(p->loss_d, L_D);
     }
 #undef FETCH
+}
+
+/* Batch k of the epoch ep: the D updates, then the main update. */
+static at_status step_batch(trainer *tr, const phase_ctx *pc, const at_epoch *ep, int64_t k,
+                            loss_acc *acc, at_err *e) {
+    const at_nlu_config *cfg = tr->cfg;
+    nlu_train_state *ts = tr->ts;
+    at_status st = at_batch_fill(&tr->lab, tr->train, ep->order + ep->start[k],
+                                 ep->start[k + 1] - ep->start[k], e);
+    if (!st && pc->adv) st = next_unlabelled(tr, e);
+    if (st) return st;
+    merge(&tr->f.b, &tr->lab, pc->adv ? &tr->raw_unl : NULL);
+    if (cfg->word_dropout > 0)
+        at_batch_word_dropout(&tr->f.b, cfg->word_dropout, AT_UNK_ID, cfg->seed,
+                              at_session_step(tr->sess));
+    ts->lambda = pc->phase > 0 && cfg->adv != AT_NLU_ADV_NONE
+                     ? at_nlu_lambda(cfg, (double)ts->done / (double)pc->total)
+                     : 0.0f;
+    tr->f.lambda = ts->lambda;
+    tr->f.lr = cfg->lr;
+    tr->f.training = true;
     int dslot = L_D;
+    const at_nlu_update_set *d = pc->dstep;
+    for (int i = 0; !st && d && d->n && i < cfg->d_steps; i++)
+        st = run_step(tr, d, &d->loss, &dslot, 1, acc, e);
+    if (!st && pc->main->n) st = run_step(tr, pc->main, pc->fetch, pc->slot, pc->nf, acc, e);
+    return st;
+}
+
+/* Where an epoch started: every parameter and optimizer state value and the training state,
+ * so that a non-finite loss can be traced by running the epoch again with the check on. */
+typedef struct rewind_pt {
+    char *data;
+    size_t cap;
+    nlu_train_state ts;
+    loss_acc acc;
+    int64_t k; /* the batch the epoch started at */
+} rewind_pt;
+
+static size_t values_bytes(at_graph *g, char *dst, bool save) {
+    size_t k = 0;
+    for (at_val v = 0; v < at_graph_num_values(g); v++) {
+        at_value_kind kind = at_value_kind_of(g, v);
+        if (kind != AT_VALUE_PARAM && kind != AT_VALUE_STATE) continue;
+        at_shape sh = at_value_shape(g, v);
+        size_t n = (size_t)at_shape_numel(&sh) * at_dtype_size(at_value_dtype(g, v));
+        if (dst && save) memcpy(dst + k, at_value_data(g, v), n);
+        if (dst && !save) memcpy(at_value_data(g, v), dst + k, n);
+        k += n;
+    }
+    return k;
+}
+
+static at_status rewind_save(trainer *tr, rewind_pt *r, const loss_acc *acc, int64_t k, at_err *e) {
+    at_graph *g = at_nlu_model_graph(tr->m);
+    at_session_sync(tr->sess);
+    size_t n = values_bytes(g, NULL, true);
+    if (n > r->cap) {
+        free(r->data);
+        r->cap = 0;
+        if (!(r->data = malloc(n))) return at_err_set(e, AT_E_NOMEM, "training: out of memory");
+        r->cap = n;
+    }
+    values_bytes(g, r->data, true);
+    keep_state(tr, acc);
+    r->ts = *tr->ts;
+    r->acc = *acc;
+    r->k = k;
+    return AT_OK;
+}
+
+static at_status rewind_to(trainer *tr, const rewind_pt *r, loss_acc *acc, at_err *e) {
+    values_bytes(at_nlu_model_graph(tr->m), r->data, false);
+    *tr->ts = r->ts;
+    *acc = r->acc;
+    at_status st = nlu_model_params_changed(tr->m, e);
+    if (!st) tr->sess = at_nlu_model_session(tr->m, e);
+    if (!st && !tr->sess) st = e && e->code ? e->code : AT_E_INVALID;
+    for (int i = 0; !st && i < tr->n_unl; i++) at_epoch_free(&tr->unl[i].ep);
+    if (!st) st = restore_unlabelled(tr, e);
+    if (!st) at_session_set_step(tr->sess, r->ts.sess_step);
+    return st;
+}
+
+/* Batch k_bad of epoch gave a non-finite value (what: e's message). Runs the epoch again from
+ * its start with the session's non-finite check on, which stops at the first node that
+ * produces NaN or Inf and names it. The parameters are left as they were just before that. */
+static at_status trace_nonfinite(trainer *tr, const phase_ctx *pc, const at_epoch *ep, int epoch,
+                                 int64_t k_bad, const rewind_pt *r, at_err *e) {
+    char what[200];
+    snprintf(what, sizeof what, "%.190s", e && e->msg[0] ? e->msg : "a value is not finite");
+    int64_t global = tr->ts->global + 1;
+    loss_acc acc;
+    at_err e2 = {0};
+    at_status st = rewind_to(tr, r, &acc, &e2);
+    if (!st) st = nlu_model_check_finite(tr->m, true, &e2);
+    if (!st) tr->sess = at_nlu_model_session(tr->m, &e2);
+    int64_t k = r->k;
+    for (; !st && k <= k_bad; k++) st = step_batch(tr, pc, ep, k, &acc, &e2);
+    const char *found = st == AT_E_NUMERIC && tr->sess ? at_session_error(tr->sess) : NULL;
+    if (found && !found[0]) found = NULL;
+    char where[64] = "";
+    if (found && k - 1 < k_bad)
+        snprintf(where, sizeof where, " (already at batch %lld)", (long long)k);
+    const char *how = found ? found
+                      : st  ? e2.msg
+                            : "running the epoch again with the non-finite check did not "
+                              "reproduce it";
+    return at_err_set(e, AT_E_NUMERIC,
+                      "training stopped at phase %d epoch %d batch %lld (step %lld): %s; %s%s%s%s",
+                      pc->phase, epoch, (long long)k_bad + 1, (long long)global, what,
+                      found ? "the first non-finite value" : "", where, found ? ": " : "", how);
+}
+
+static at_status run_phase(trainer *tr, int phase, at_err *e) {
+    const at_nlu_config *cfg = tr->cfg;
+    phase_ctx pc;
+    phase_setup(tr, phase, &pc);
+    if (pc.main->n == 0 && (!pc.dstep || pc.dstep->n == 0)) return AT_OK;
+    int epochs = cfg->epochs[phase];
 
     at_epoch ep = {0};
     at_status st = at_epoch_plan(&ep, tr->train, AT_SUBSET_LABELLED, AT_ORDER_BUCKET, cfg->batch,
@@ -519,8 +655,8 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
     at_epoch_free(&ep);
     if (st) return st;
     if (per_epoch == 0) return at_err_set(e, AT_E_INVALID, "training: no labelled sentences");
-    int64_t total = per_epoch * epochs;
-    if (tr->o->max_steps > 0 && total > tr->o->max_steps) total = tr->o->max_steps;
+    pc.total = per_epoch * epochs;
+    if (tr->o->max_steps > 0 && pc.total > tr->o->max_steps) pc.total = tr->o->max_steps;
 
     /* Where the phase starts: afresh, or where the training state says. */
     nlu_train_state *ts = tr->ts;
@@ -543,8 +679,10 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
         ts->epoch_done = true;
     }
     tr->resuming = false;
+    bool checked = nlu_model_checks_finite(tr->m);
+    rewind_pt rw = {0};
 
-    for (int epoch = first; !st && epoch <= epochs && !tr->stop && ts->done < total; epoch++) {
+    for (int epoch = first; !st && epoch <= epochs && !tr->stop && ts->done < pc.total; epoch++) {
         if (cfg->patience > 0 && ts->bad_epochs >= cfg->patience) break;
         st = at_epoch_plan(&ep, tr->train, AT_SUBSET_LABELLED, AT_ORDER_BUCKET, cfg->batch,
                            cfg->seed, (uint64_t)(phase * 100000 + epoch), e);
@@ -555,24 +693,11 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
         ts->epoch = epoch;
         ts->epoch_done = false;
         int64_t k = epoch == first ? skip : 0;
-        for (; !st && k < ep.n_batches && !tr->stop && ts->done < total; k++) {
-            st = at_batch_fill(&tr->lab, tr->train, ep.order + ep.start[k],
-                               ep.start[k + 1] - ep.start[k], e);
-            if (!st && adv) st = next_unlabelled(tr, e);
-            if (st) break;
-            merge(&tr->f.b, &tr->lab, adv ? &tr->raw_unl : NULL);
-            if (cfg->word_dropout > 0)
-                at_batch_word_dropout(&tr->f.b, cfg->word_dropout, AT_UNK_ID, cfg->seed,
-                                      at_session_step(tr->sess));
-            ts->lambda = phase > 0 && cfg->adv != AT_NLU_ADV_NONE
-                             ? at_nlu_lambda(cfg, (double)ts->done / (double)total)
-                             : 0.0f;
-            tr->f.lambda = ts->lambda;
-            tr->f.lr = cfg->lr;
-            tr->f.training = true;
-            for (int d = 0; !st && dstep && dstep->n && d < cfg->d_steps; d++)
-                st = run_step(tr, dstep, &dstep->loss, &dslot, 1, &acc, e);
-            if (!st && main->n) st = run_step(tr, main, fetch, slot, nf, &acc, e);
+        if (!st && !checked) st = rewind_save(tr, &rw, &acc, k, e);
+        for (; !st && k < ep.n_batches && !tr->stop && ts->done < pc.total; k++) {
+            st = step_batch(tr, &pc, &ep, k, &acc, e);
+            if (st == AT_E_NUMERIC && !checked)
+                st = trace_nonfinite(tr, &pc, &ep, epoch, k, &rw, e);
             if (st) break;
             ts->done++;
             ts->global++;
@@ -625,6 +750,7 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
             if (!tr->o->progress(&pr, tr->o->user)) tr->stop = true;
         }
     }
+    free(rw.data);
     return st;
 }
 

@@ -107,6 +107,9 @@ typedef struct prog {
     epoch_pt *eps;
     int n_eps, cap_eps;
     int64_t phase_start[3];
+    /* the JSON lines (the trainer writes them; a write error stops training) */
+    FILE *metrics;
+    const char *metrics_path;
     /* failures inside the callback stop training */
     bool failed;
 } prog;
@@ -288,6 +291,11 @@ static bool on_progress(const at_nlu_progress *pr, void *user) {
             p->last_print = t;
         }
         if (p->ckpt_dir && !save_checkpoint(p, pr, true)) p->failed = true;
+        if (p->metrics && ferror(p->metrics)) {
+            snprintf(p->ckpt_err, sizeof p->ckpt_err, "--metrics %s: writing failed: %s",
+                     p->metrics_path, strerror(errno ? errno : EIO));
+            p->failed = true;
+        }
     }
     p->prev_phase = pr->phase;
     p->prev_epoch = pr->epoch;
@@ -757,6 +765,8 @@ int cmd_train(int argc, char **argv) {
              : tty                          ? SHOW_BAR
                                             : SHOW_LINES;
     p.m = m;
+    p.metrics = mf;
+    p.metrics_path = t.metrics;
     p.ckpt_dir = t.ckpt_dir;
     p.ckpt_every = t.ckpt_every;
     p.seed = cfg.seed;
@@ -793,8 +803,17 @@ int cmd_train(int argc, char **argv) {
     at_status st = at_nlu_train(m, train, valid, unl, &o, &res, &e);
     signal(SIGINT, old_int);
     bar_clear(&p);
+    if (st == AT_E_NUMERIC) {
+        /* Nothing more is written: the checkpoints on disk stay the last good state. */
+        const char *last = p.last_ckpt[0] ? p.last_ckpt : t.resume;
+        rc = cli_fail(CLI_EXIT_FAIL, CMD, "%s; %s%s%s; %s not written", e.msg,
+                      last ? "the last good checkpoint is " : "no checkpoint was written",
+                      last ? last : "", last ? "" : " (--checkpoint-dir, --checkpoint-every)",
+                      t.out);
+        goto done;
+    }
     if (st != AT_OK) {
-        rc = cli_fail(st == AT_E_NUMERIC ? CLI_EXIT_FAIL : cli_exit_for_work(st), CMD, "%s", e.msg);
+        rc = cli_fail(cli_exit_for_work(st), CMD, "%s", e.msg);
         goto done;
     }
     if (p.failed) {
