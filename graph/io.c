@@ -43,6 +43,7 @@
 #include "attune/attune.h"
 #include "attune/io.h"
 #include "graph/ir.h"
+#include "graph/quote.h"
 #include "onnx.pb-c.h"
 #include "ops/op.h"
 
@@ -888,12 +889,16 @@ typedef struct loader {
     strmap defs;          /* value name -> DEF_INIT, DEF_INPUT, or k: output of node k */
     bool want_checkpoint; /* consume the checkpoint keys into info */
     at_checkpoint_info *info;
-    int64_t onnx_opset;  /* the file's default-domain opset (0 when it declares none) */
-    bool fold_constants; /* Constant nodes become initializers (files of other tools) */
+    int64_t onnx_opset;           /* the file's default-domain opset (0 when it declares none) */
+    bool fold_constants;          /* Constant nodes become initializers (files of other tools) */
+    char quoted[4][AT_QUOTE_CAP]; /* q(): names from the file, quoted for one message */
+    unsigned n_quoted;
 } loader;
 
 static at_status fmt_err(loader *L, at_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Every message passes through at_msg_escape: the builder's messages, and any this file puts
+ * together, may carry bytes of a corrupt file that q() did not see. */
 static at_status fmt_err(loader *L, at_status code, const char *fmt, ...) {
     if (L->err) {
         va_list ap;
@@ -901,12 +906,19 @@ static at_status fmt_err(loader *L, at_status code, const char *fmt, ...) {
         L->err->code = code;
         vsnprintf(L->err->msg, sizeof L->err->msg, fmt, ap);
         va_end(ap);
+        at_msg_escape(L->err->msg, sizeof L->err->msg);
     }
     return code;
 }
 
 static const char *nz(const char *s) {
     return s ? s : "";
+}
+
+/* A name or string from the file, for a message: escaped and cut (graph/quote.h). Up to four
+ * are in use at once, within one message. */
+static const char *q(loader *L, const char *s) {
+    return at_quote(L->quoted[L->n_quoted++ % 4], s);
 }
 
 /* Checks dims read from a file: rank, each dim, and the byte size, before
@@ -1106,13 +1118,18 @@ static void bump_next_id(at_graph *g, const char *s) {
     }
 }
 
+/* Room for "node producing '<name>' (<op>)", both quoted. */
+#define LABEL_CAP (2 * AT_QUOTE_CAP + 32)
+
 static const char *node_label(const NodeProto *n, char *buf, size_t cap) {
+    char name[AT_QUOTE_CAP], op[AT_QUOTE_CAP];
+    at_quote(op, n->op_type);
     if (n->name && *n->name)
-        snprintf(buf, cap, "node '%s' (%s)", n->name, nz(n->op_type));
+        snprintf(buf, cap, "node '%s' (%s)", at_quote(name, n->name), op);
     else if (n->n_output && n->output[0] && *n->output[0])
-        snprintf(buf, cap, "node producing '%s' (%s)", n->output[0], nz(n->op_type));
+        snprintf(buf, cap, "node producing '%s' (%s)", at_quote(name, n->output[0]), op);
     else
-        snprintf(buf, cap, "unnamed node (%s)", nz(n->op_type));
+        snprintf(buf, cap, "unnamed node (%s)", op);
     return buf;
 }
 
@@ -1126,9 +1143,9 @@ static at_status load_opsets(loader *L) {
         const char *d = nz(o->domain);
         if (strcmp(d, "ai.onnx") == 0) d = "";
         if (!o->has_version)
-            return fmt_err(L, AT_E_FORMAT, "opset_import for domain '%s' has no version", d);
+            return fmt_err(L, AT_E_FORMAT, "opset_import for domain '%s' has no version", q(L, d));
         if (!sm_put(&L->opsets, d, (int)i, NULL))
-            return fmt_err(L, AT_E_FORMAT, "opset_import lists domain '%s' twice", d);
+            return fmt_err(L, AT_E_FORMAT, "opset_import lists domain '%s' twice", q(L, d));
         if (!*d) {
             /* Before 7 the arithmetic ops broadcast through attributes and many ops carried
              * consumed_inputs; from 7 on, what changed is converted node by node
@@ -1170,7 +1187,7 @@ static at_status load_meta(loader *L, const char **params, const char **state) {
             break;
         }
         if (!sm_put(&keys, k, (int)i, NULL)) {
-            st = fmt_err(L, AT_E_FORMAT, "metadata key '%s' appears twice", k);
+            st = fmt_err(L, AT_E_FORMAT, "metadata key '%s' appears twice", q(L, k));
             break;
         }
         if (strcmp(k, KEY_PARAMS) == 0) {
@@ -1197,7 +1214,8 @@ static at_status load_meta(loader *L, const char **params, const char **state) {
                     s = strtoll(v, &end, 10);
                 if (!*v || *end || errno || (which == 2 && (s < INT32_MIN || s > INT32_MAX)) ||
                     ((which == 0 || which == 3) && *v == '-')) {
-                    st = fmt_err(L, AT_E_FORMAT, "metadata %s: '%s' is not a valid number", k, v);
+                    st = fmt_err(L, AT_E_FORMAT, "metadata %s: '%s' is not a valid number", k,
+                                 q(L, v));
                     break;
                 }
                 if (L->info) {
@@ -1211,7 +1229,7 @@ static at_status load_meta(loader *L, const char **params, const char **state) {
             }
         }
         if (at_graph_set_meta(L->g, k, v) != AT_OK)
-            st = fmt_err(L, L->g->status, "metadata '%s': %s", k, L->g->err);
+            st = fmt_err(L, L->g->status, "metadata '%s': %s", q(L, k), L->g->err);
     }
     sm_free(&keys);
     if (st == AT_OK && L->want_checkpoint && !have_step)
@@ -1244,16 +1262,16 @@ static at_status apply_kinds(loader *L, const char *list, bool params) {
             if (end == buf || *end != ' ' || errno || group < 0 || group > 31)
                 return fmt_err(L, AT_E_FORMAT,
                                "metadata %s, line %d: expected '<group 0..31> <name>', got '%s'",
-                               key, line, buf);
+                               key, line, q(L, buf));
             name = end + 1;
         }
         at_val v = at_graph_find(g, name);
         if (v == AT_NONE || !g->vals[v].data)
             return fmt_err(L, AT_E_FORMAT, "metadata %s, line %d: '%s' is not an initializer", key,
-                           line, name);
+                           line, q(L, name));
         if (g->vals[v].kind != AT_VALUE_CONST)
             return fmt_err(L, AT_E_FORMAT, "metadata %s, line %d: '%s' is listed twice", key, line,
-                           name);
+                           q(L, name));
         g->vals[v].kind = params ? AT_VALUE_PARAM : AT_VALUE_STATE;
         g->vals[v].group = (int)group;
     }
@@ -1266,7 +1284,7 @@ static at_status load_initializers(loader *L) {
         const TensorProto *t = gp->initializer[i];
         char what[256];
         if (!t->name || !*t->name) return fmt_err(L, AT_E_FORMAT, "initializer %zu has no name", i);
-        snprintf(what, sizeof what, "initializer '%s'", t->name);
+        snprintf(what, sizeof what, "initializer '%s'", q(L, t->name));
         if (!sm_put(&L->defs, t->name, DEF_INIT, NULL))
             return fmt_err(L, AT_E_FORMAT, "%s is defined twice", what);
         at_tensor tv;
@@ -1286,7 +1304,7 @@ static at_status load_inputs(loader *L) {
         char what[256];
         if (!vi->name || !*vi->name)
             return fmt_err(L, AT_E_FORMAT, "graph input %zu has no name", i);
-        snprintf(what, sizeof what, "graph input '%s'", vi->name);
+        snprintf(what, sizeof what, "graph input '%s'", q(L, vi->name));
         int had;
         if (!sm_put(&L->defs, vi->name, DEF_INPUT, &had)) {
             /* IR < 4 style: an initializer listed as an input is an
@@ -1311,7 +1329,7 @@ static at_status load_inputs(loader *L) {
 static at_status order_nodes(loader *L, int *order) {
     const GraphProto *gp = L->gp;
     size_t nn = gp->n_node;
-    char lb[300];
+    char lb[LABEL_CAP];
     /* outputs: defined once across the whole graph */
     for (size_t i = 0; i < nn; i++) {
         const NodeProto *n = gp->node[i];
@@ -1321,7 +1339,7 @@ static at_status order_nodes(loader *L, int *order) {
             int had;
             if (!sm_put(&L->defs, o, (int)i, &had))
                 return fmt_err(L, AT_E_FORMAT, "%s: output '%s' is already defined %s",
-                               node_label(n, lb, sizeof lb), o,
+                               node_label(n, lb, sizeof lb), q(L, o),
                                had >= 0 ? "by a node" : "as an input or initializer");
         }
     }
@@ -1349,7 +1367,7 @@ static at_status order_nodes(loader *L, int *order) {
             int d = sm_get(&L->defs, in, DEF_NONE);
             if (d == DEF_NONE) {
                 st = fmt_err(L, AT_E_FORMAT, "%s: input '%s' is not defined",
-                             node_label(n, lb, sizeof lb), in);
+                             node_label(n, lb, sizeof lb), q(L, in));
                 goto done;
             }
             if (d < 0) continue;
@@ -1432,16 +1450,17 @@ static at_status read_attrs(loader *L, const NodeProto *n, const char *label, at
         memset(d, 0, sizeof *d);
         if (!a->name || !*a->name)
             return fmt_err(L, AT_E_FORMAT, "%s: attribute %zu has no name", label, k);
+        const char *an = q(L, a->name);
         for (size_t j = 0; j < k; j++)
             if (strcmp(n->attribute[j]->name, a->name) == 0)
-                return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' appears twice", label, a->name);
+                return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' appears twice", label, an);
         d->name = a->name;
         if (a->ref_attr_name)
             return fmt_err(L, AT_E_UNSUPPORTED, "%s: attribute '%s' refers to a function attribute",
-                           label, a->name);
+                           label, an);
         if (!a->has_type || a->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED)
-            return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' has no type", label, a->name);
-        char what[400];
+            return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' has no type", label, an);
+        char what[LABEL_CAP + AT_QUOTE_CAP + 32];
         switch (a->type) {
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT:
             d->kind = AT_ATTR_FLOAT;
@@ -1458,27 +1477,27 @@ static at_status read_attrs(loader *L, const NodeProto *n, const char *label, at
             if (a->s.len) memcpy(s, a->s.data, a->s.len);
             if (memchr(s, 0, a->s.len))
                 return fmt_err(L, AT_E_FORMAT, "%s: string attribute '%s' contains a NUL byte",
-                               label, a->name);
+                               label, an);
             d->s = s;
             break;
         }
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS:
             if (a->n_floats > INT_MAX)
-                return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' is too long", label, a->name);
+                return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' is too long", label, an);
             d->kind = AT_ATTR_FLOATS;
             d->n = (int)a->n_floats;
             d->floats = a->floats;
             break;
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS:
             if (a->n_ints > INT_MAX)
-                return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' is too long", label, a->name);
+                return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' is too long", label, an);
             d->kind = AT_ATTR_INTS;
             d->n = (int)a->n_ints;
             d->ints = a->ints;
             break;
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRINGS: {
             if (a->n_strings > INT_MAX)
-                return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' is too long", label, a->name);
+                return fmt_err(L, AT_E_FORMAT, "%s: attribute '%s' is too long", label, an);
             char **v = pool_alloc(&L->scratch, sizeof(char *) * (a->n_strings + 1));
             if (!v) return fmt_err(L, AT_E_NOMEM, "out of memory");
             for (size_t i = 0; i < a->n_strings; i++) {
@@ -1487,7 +1506,7 @@ static at_status read_attrs(loader *L, const NodeProto *n, const char *label, at
                     return fmt_err(L, AT_E_FORMAT,
                                    "%s: string %zu of attribute '%s' contains a "
                                    "NUL byte",
-                                   label, i, a->name);
+                                   label, i, an);
                 if (!(v[i] = pool_alloc(&L->scratch, b->len + 1)))
                     return fmt_err(L, AT_E_NOMEM, "out of memory");
                 if (b->len) memcpy(v[i], b->data, b->len);
@@ -1500,10 +1519,10 @@ static at_status read_attrs(loader *L, const NodeProto *n, const char *label, at
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR: {
             if (!a->t)
                 return fmt_err(L, AT_E_FORMAT, "%s: tensor attribute '%s' has no tensor", label,
-                               a->name);
+                               an);
             at_tensor *t = pool_alloc(&L->scratch, sizeof *t);
             if (!t) return fmt_err(L, AT_E_NOMEM, "out of memory");
-            snprintf(what, sizeof what, "%s: attribute '%s'", label, a->name);
+            snprintf(what, sizeof what, "%s: attribute '%s'", label, an);
             at_status st = read_tensor(L, a->t, what, t);
             if (st != AT_OK) return st;
             d->kind = AT_ATTR_TENSOR;
@@ -1514,7 +1533,7 @@ static at_status read_attrs(loader *L, const NodeProto *n, const char *label, at
             return fmt_err(L, AT_E_UNSUPPORTED,
                            "%s: attribute '%s' has type %s (%d), which attune "
                            "does not support",
-                           label, a->name, attr_type_name((int)a->type), (int)a->type);
+                           label, an, attr_type_name((int)a->type), (int)a->type);
         }
     }
     return AT_OK;
@@ -1705,7 +1724,7 @@ static bool constant_to_initializer(loader *L, const NodeProto *n, const at_attr
     else
         return false; /* the builder names what is wrong */
     if (at_const(L->g, n->output[0], t.dtype, t.shape, t.data) == AT_NONE) {
-        char lb[300];
+        char lb[LABEL_CAP];
         *st = builder_fail(L, node_label(n, lb, sizeof lb));
     }
     return true;
@@ -1727,7 +1746,7 @@ static at_status load_nodes(loader *L) {
     const GraphProto *gp = L->gp;
     at_graph *g = L->g;
     size_t nn = gp->n_node;
-    char lb[300];
+    char lb[LABEL_CAP];
     /* Every unknown op at once, so one run shows what a file needs. */
     {
         enum { MAX_SHOWN = 24 };
@@ -1743,7 +1762,7 @@ static at_status load_nodes(loader *L) {
                 return fmt_err(L, AT_E_FORMAT, "%s: empty op_type", node_label(n, lb, sizeof lb));
             if (!domain_declared(L, n->domain))
                 return fmt_err(L, AT_E_FORMAT, "%s: domain '%s' is not declared in opset_import",
-                               node_label(n, lb, sizeof lb), nz(n->domain));
+                               node_label(n, lb, sizeof lb), q(L, n->domain));
             if (n->n_input == 0 && n->n_output == 0)
                 return fmt_err(L, AT_E_FORMAT, "%s: no inputs and no outputs",
                                node_label(n, lb, sizeof lb));
@@ -1763,10 +1782,10 @@ static at_status load_nodes(loader *L) {
             if (k < sizeof list - 1) {
                 if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx") != 0)
                     k += (size_t)snprintf(list + k, sizeof list - k, "%s%s (domain %s)",
-                                          bad ? ", " : "", n->op_type, n->domain);
+                                          bad ? ", " : "", q(L, n->op_type), q(L, n->domain));
                 else
                     k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", bad ? ", " : "",
-                                          n->op_type);
+                                          q(L, n->op_type));
             }
             bad++;
         }
@@ -1796,7 +1815,7 @@ static at_status load_nodes(loader *L) {
             in[i] = AT_NONE;
             if (*n->input[i]) in[i] = at_graph_find(g, n->input[i]);
             if (*n->input[i] && in[i] == AT_NONE) {
-                st = fmt_err(L, AT_E_INTERNAL, "%s: input '%s' not found", lb, n->input[i]);
+                st = fmt_err(L, AT_E_INTERNAL, "%s: input '%s' not found", lb, q(L, n->input[i]));
                 break;
             }
         }
@@ -1840,7 +1859,7 @@ static at_status load_nodes(loader *L) {
         for (size_t j = 0; j < n_out; j++) {
             if (!*n->output[j]) continue;
             if (at_value_rename(g, out[j], n->output[j]) != AT_OK) {
-                st = fmt_err(L, g->status, "%s: output '%s': %s", lb, n->output[j], g->err);
+                st = fmt_err(L, g->status, "%s: output '%s': %s", lb, q(L, n->output[j]), g->err);
                 break;
             }
         }
@@ -1858,7 +1877,7 @@ static at_status load_outputs(loader *L) {
         char what[256];
         if (!vi->name || !*vi->name)
             return fmt_err(L, AT_E_FORMAT, "graph output %zu has no name", i);
-        snprintf(what, sizeof what, "graph output '%s'", vi->name);
+        snprintf(what, sizeof what, "graph output '%s'", q(L, vi->name));
         at_val v = at_graph_find(g, vi->name);
         if (v == AT_NONE) return fmt_err(L, AT_E_FORMAT, "%s is not defined", what);
         if (vi->type) {

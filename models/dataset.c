@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/quote.h"
+
 /* ------------------------------------------------------------------------------------------ */
 /* A seeded generator (splitmix64): small, no global state, and good enough for shuffles. */
 
@@ -65,41 +67,12 @@ static int is_space(unsigned char c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
-/* Length of the valid UTF-8 sequence at p (n bytes available), or 0 when invalid. Rejects
- * overlong forms, surrogates and code points above U+10FFFF, as the Unicode standard does. */
-static size_t utf8_seq(const unsigned char *p, size_t n) {
-    unsigned char c = p[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff))) return 0;
-    if (cp >= 0xd800 && cp <= 0xdfff) return 0;
-    return len;
-}
-
 /* Byte offset of the first invalid UTF-8 sequence in p[0..n), or n when all is valid. */
 static size_t utf8_check(const char *p, size_t n) {
     const unsigned char *u = (const unsigned char *)p;
     size_t i = 0;
     while (i < n) {
-        size_t k = utf8_seq(u + i, n - i);
+        size_t k = at_utf8_seq(u + i, n - i);
         if (k == 0) return i;
         i += k;
     }
@@ -758,7 +731,7 @@ at_status at_nlu_vocab_build(at_nlu_vocab *v, const at_split *train, const at_vo
         st = counter_add(&words, w, e);
         for (const char *c = w; *c && st == AT_OK;) {
             char cp[5];
-            size_t k = utf8_seq((const unsigned char *)c, strlen(c));
+            size_t k = at_utf8_seq((const unsigned char *)c, strlen(c));
             memcpy(cp, c, k);
             cp[k] = '\0';
             st = counter_add(&chars, cp, e);
@@ -837,7 +810,7 @@ at_status at_split_encode(at_split *s, const at_nlu_vocab *v, at_encode_stats *s
         int k = 0;
         for (const char *c = w; *c && k < AT_CHAR_WIDTH; k++) {
             char cp[5];
-            size_t len = utf8_seq((const unsigned char *)c, strlen(c));
+            size_t len = at_utf8_seq((const unsigned char *)c, strlen(c));
             memcpy(cp, c, len);
             cp[len] = '\0';
             int32_t ci = at_vocab_find(v->chars, cp);

@@ -12,6 +12,7 @@
 #include "attune/attune.h"
 #include "attune/io.h"
 #include "check.h"
+#include "graph/quote.h"
 #include "onnx.pb-c.h"
 
 typedef Onnx__ModelProto Model;
@@ -302,6 +303,110 @@ static void duplicate_meta(Model *m) {
     set_str(&m->metadata_props[1]->key, "labels");
 }
 
+/* Names and strings from a corrupt file, with control bytes, invalid UTF-8 and great length. */
+static void garbage_op(Model *m) {
+    set_str(&node(m, "add")->op_type, "Fo\x1b[31m\xff\x07");
+}
+static void garbage_names(Model *m) {
+    Onnx__NodeProto *n = node(m, "add");
+    set_str(&n->name, "a\x01\xc3");
+    set_str(&n->input[1], "\x7f\xe2\x82\n\xc2\x9b");
+}
+static void utf8_names(Model *m) {
+    Onnx__NodeProto *n = node(m, "add");
+    set_str(&n->name, "\xc3\xa9t\xc3\xa9");
+    set_str(&n->input[1], "caf\xc3\xa9\t");
+}
+static void long_name(Model *m) {
+    char *s = malloc(5001);
+    memset(s, 'n', 5000);
+    s[5000] = 0;
+    set_str(&node(m, "add")->input[1], s);
+    free(s);
+}
+static void long_op(Model *m) {
+    char *s = malloc(3001);
+    memset(s, 'X', 3000);
+    s[0] = '\x01';
+    s[3000] = 0;
+    set_str(&node(m, "add")->op_type, s);
+    set_str(&node(m, "act")->op_type, s + 1);
+    free(s);
+}
+static void garbage_attr(Model *m) {
+    set_str(&alpha(m)->name, "al\x02ph\xfe");
+}
+static void garbage_meta(Model *m) {
+    set_str(&m->metadata_props[0]->key, "k\x1b\xff");
+    set_str(&m->metadata_props[1]->key, "k\x1b\xff");
+}
+
+/* A message that may be printed as it is: no control bytes, valid UTF-8, one line. */
+static bool printable(const char *msg) {
+    const unsigned char *u = (const unsigned char *)msg;
+    size_t n = strlen(msg);
+    for (size_t i = 0; i < n;) {
+        size_t k = u[i] < 0x20 || u[i] == 0x7f ? 0 : at_utf8_seq(u + i, n - i);
+        if (!k || (k == 2 && u[i] == 0xc2 && u[i + 1] < 0xa0)) return false;
+        i += k;
+    }
+    return true;
+}
+
+#define EXPECT_SAFE(mut, code, text)                                                               \
+    do {                                                                                           \
+        EXPECT(mut, code, text);                                                                   \
+        at_err e_ = {0};                                                                           \
+        load_mutated(mut, &e_);                                                                    \
+        CHECK(printable(e_.msg) && strlen(e_.msg) < 400, "%s: unsafe or long message (%zu bytes)", \
+              #mut, strlen(e_.msg));                                                               \
+    } while (0)
+
+static void test_garbage_quoted(void) {
+    EXPECT_SAFE(garbage_op, AT_E_UNSUPPORTED, "unknown op: Fo\\x1b[31m\\xff\\x07");
+    EXPECT_SAFE(garbage_names, AT_E_FORMAT,
+                "node 'a\\x01\\xc3' (Add): input '\\x7f\\xe2\\x82\\x0a\\xc2\\x9b' is not defined");
+    EXPECT_SAFE(utf8_names, AT_E_FORMAT,
+                "node '\xc3\xa9t\xc3\xa9' (Add): input 'caf\xc3\xa9\\x09' is not defined");
+    char want[128];
+    snprintf(want, sizeof want, "input '%.*s... (5000 bytes)' is not defined", AT_QUOTE_SHOW,
+             "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn");
+    EXPECT_SAFE(long_name, AT_E_FORMAT, want);
+    EXPECT_SAFE(long_op, AT_E_UNSUPPORTED, "unknown ops: \\x01XXX");
+    EXPECT_SAFE(long_op, AT_E_UNSUPPORTED, "XXX... (3000 bytes), XXX");
+    EXPECT_SAFE(garbage_attr, AT_E_INVALID, "unknown attribute 'al\\x02ph\\xfe'");
+    EXPECT_SAFE(garbage_meta, AT_E_FORMAT, "metadata key 'k\\x1b\\xff' appears twice");
+}
+
+/* The quoting itself: escapes, cuts at a character, never splits an escape. */
+static void test_quote(void) {
+    char q[AT_QUOTE_CAP];
+    CHECK(!strcmp(at_quote(q, "plain \xc3\xa9"), "plain \xc3\xa9"), "%s", q);
+    CHECK(!strcmp(at_quote(q, NULL), ""), "NULL: %s", q);
+    CHECK(
+        !strcmp(at_quote(q, "\x01\x7f\xc0\xaf\xed\xa0\x80"), "\\x01\\x7f\\xc0\\xaf\\xed\\xa0\\x80"),
+        "controls, overlong, surrogate: %s", q);
+    /* a 2-byte character that would straddle the cut is left out whole */
+    char s[AT_QUOTE_SHOW + 2];
+    memset(s, 'a', AT_QUOTE_SHOW - 1);
+    memcpy(s + AT_QUOTE_SHOW - 1, "\xc3\xa9", 3);
+    at_quote(q, s);
+    CHECK(strlen(q) == AT_QUOTE_SHOW - 1 + strlen("... (65 bytes)") && printable(q), "cut: %s", q);
+    /* all escapes: the longest result fits */
+    char e[300];
+    memset(e, 0x01, sizeof e - 1);
+    e[sizeof e - 1] = 0;
+    at_quote(q, e);
+    CHECK(strlen(q) < AT_QUOTE_CAP && strstr(q, "... (299 bytes)"), "all escapes: %s", q);
+    /* a small buffer takes whole escapes only */
+    char small[7];
+    size_t used = at_escape(small, sizeof small, "a\x01\x02", 3, 3);
+    CHECK(used == 2 && !strcmp(small, "a\\x01"), "small buffer: %zu '%s'", used, small);
+    char msg[32] = "x\x1by\xff";
+    at_msg_escape(msg, sizeof msg);
+    CHECK(!strcmp(msg, "x\\x1by\\xff"), "msg: %s", msg);
+}
+
 static void test_mutations(void) {
     EXPECT(no_ir_version, AT_E_FORMAT, "missing ir_version");
     EXPECT(no_graph, AT_E_FORMAT, "missing graph");
@@ -391,7 +496,7 @@ static void test_random(void) {
         at_graph *g = at_graph_load_bytes(buf, len, &e);
         if (g)
             loaded++;
-        else if (!e.msg[0])
+        else if (!e.msg[0] || !printable(e.msg))
             bad_msg++;
         at_graph_free(g);
     }
@@ -414,12 +519,12 @@ static void test_random(void) {
         at_graph *g = at_graph_load_bytes(cp, good_len, &e);
         if (g)
             flips_loaded++;
-        else if (!e.msg[0])
+        else if (!e.msg[0] || !printable(e.msg))
             bad_msg++;
         e.msg[0] = 0;
         at_graph_free(g);
     }
-    CHECK(bad_msg == 0, "byte flips: %d errors without a message", bad_msg);
+    CHECK(bad_msg == 0, "byte flips: %d errors without a printable message", bad_msg);
     free(cp);
 
     /* a wrong wire type: ir_version (field 1, varint) sent as a length-delimited field */
@@ -506,6 +611,8 @@ int main(void) {
     CHECK(g != NULL, "the unbroken model loads: %s", e.msg);
     at_graph_free(g);
     test_mutations();
+    test_quote();
+    test_garbage_quoted();
     test_truncated();
     test_random();
     test_many_messages();

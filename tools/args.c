@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "graph/quote.h"
 
 int cli_fail(int code, const char *cmd, const char *fmt, ...) {
     char msg[2048];
@@ -18,6 +19,9 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...) {
     /* One line: a message with a newline inside would read as two errors. */
     for (char *p = msg; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
+    /* Messages carry names and values read from the user's files; the library quotes what it
+     * reads, but not every layer does, and a terminal must not act on a stray escape byte. */
+    at_msg_escape(msg, sizeof msg);
     if (cmd)
         fprintf(stderr, "attune: %s: %s\n", cmd, msg);
     else

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "graph/quote.h"
 
 #define CMD "eval"
 
@@ -132,9 +133,11 @@ int cmd_eval(int argc, char **argv) {
     at_encode_stats es;
     at_status st = at_split_encode(s, at_nlu_model_vocab(m), &es, &e);
     if (st == AT_OK && (es.unk_intents || es.unk_slot_labels)) {
+        /* The unknown labels are the data file's words: escaped like any error's. */
         char line[512];
-        fprintf(stderr, "attune: eval: note: %s\n",
-                at_encode_stats_str(&es, s->path, line, sizeof line));
+        at_encode_stats_str(&es, s->path, line, sizeof line);
+        at_msg_escape(line, sizeof line);
+        fprintf(stderr, "attune: eval: note: %s\n", line);
     }
     if (st == AT_OK) st = at_metrics_new(&mt, &e);
     at_metrics_summary sum;
