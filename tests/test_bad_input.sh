@@ -95,14 +95,15 @@ SIZE=$(stat -c %s "$M")
 mkdir -p "$T/a_dir"
 
 # A model's commands, each given FILE as its model. Training writes nowhere on failure.
-model_cmds() { # model_cmds RC TEXT FILE
+model_cmds() { # model_cmds RC TEXT FILE [noresume]
     local rc=$1 text=$2 f=$3
     expect "$rc" "$text" inspect "$f"
     expect "$rc" "$text" run "$f" --output-dir "$T/never"
     expect "$rc" "$text" eval "$f" --data "$D/test"
     expect "$rc" "$text" predict "$f" "play some jazz"
     expect "$rc" "$text" train "$f" --data "$D" $FAST -o "$T/never.onnx"
-    expect "$rc" "$text" train --resume "$f" --data "$D" $FAST -o "$T/never.onnx"
+    [ "${4:-}" = noresume ] ||
+        expect "$rc" "$text" train --resume "$f" --data "$D" $FAST -o "$T/never.onnx"
     absent "$T/never" "$T/never.onnx"
 }
 
@@ -161,6 +162,32 @@ for k in $(seq 1 40); do
 done
 [ $bad -eq 0 ] && ok || fail "$bad of 40 corrupted models crashed or gave no clear message"
 echo "test_bad_input: corrupted models: $refused of 40 refused, $((40 - refused - bad)) loaded"
+
+row="model with control bytes or invalid UTF-8 in its strings"
+# The message quotes what the file holds, escaped (\xNN) so that no byte of it reaches the
+# terminal as it is; the length of a quoted name is capped (tests/test_io_bad.c).
+if command -v python3 >/dev/null 2>&1; then
+    python3 - "$M" "$CK" "$T" <<'EOF'
+import sys
+def put(src, old, new, name):
+    d = open(src, "rb").read()
+    assert len(old) == len(new) and old in d, old
+    open(sys.argv[3] + "/" + name, "wb").write(d.replace(old, new, 1))
+op = (b"\x22\x06Gather", b"\x22\x06G\x1b[\xff\x01\x07")
+put(sys.argv[1], *op, "ctl_op.onnx")
+put(sys.argv[2], *op, "ctl_op.ckpt.onnx")
+put(sys.argv[1], b"encoder=bilstm", b"encoder=\xffi\x1b\x01tm", "ctl_config.onnx")
+EOF
+    model_cmds 2 "$T/ctl_op.onnx: unknown op: G\x1b[\xff\x01\x07" "$T/ctl_op.onnx" noresume
+    expect 2 "$T/ctl_op.ckpt.onnx: unknown op: G\x1b[\xff\x01\x07" train --resume \
+        "$T/ctl_op.ckpt.onnx" --data "$D" $FAST -o "$T/never.onnx"
+    expect 2 "$T/ctl_config.onnx: config encoder: '\xffi\x1b\x01tm' is not one of" \
+        predict "$T/ctl_config.onnx" "play jazz"
+    expect 2 "$T/ctl_config.onnx: config encoder: '\xffi\x1b\x01tm' is not one of" \
+        eval "$T/ctl_config.onnx" --data "$D/test"
+else
+    echo "test_bad_input: no python3; skipping the control-byte model rows"
+fi
 
 row="model path is a folder / missing"
 expect 2 "$T/a_dir: not a regular file" inspect "$T/a_dir"
@@ -282,6 +309,15 @@ if [ "$(wc -l <"$T/err")" -eq 1 ] &&
 else
     fail "unknown labels: want one note naming them on stderr"
 fi
+# A label with an escape byte in it is named escaped.
+sed -i "1s/.*/$(printf 'frob\033[2Jx')/" "$T/unk/label"
+expect 0 "intent accuracy" eval "$TM" --data "$T/unk"
+if grep -qF 'unknown to the training split (B-frob_slot frob\x1b[2Jx)' "$T/err" &&
+    ! grep -q "$(printf '\033')" "$T/err"; then
+    ok
+else
+    fail "unknown labels: the note must escape control bytes: $(cat -v "$T/err")"
+fi
 
 row="empty data files"
 mkdata empty '' '' ''
@@ -343,15 +379,18 @@ absent "$T/never.onnx"
 # ==== unwritable outputs (root writes through chmod, so: a file as the parent, /proc) ====
 row="unwritable output path"
 F="$T/a_file"
-expect 2 "-o $F/m.onnx: the folder $F does not exist" build --data "$D" -o "$F/m.onnx"
-expect 2 "-o $F/t.onnx: the folder $F does not exist" train "$M" --data "$D" $FAST -o "$F/t.onnx"
+expect 2 "-o $F/m.onnx: $F is a file, not a folder" build --data "$D" -o "$F/m.onnx"
+expect 2 "-o $F/t.onnx: $F is a file, not a folder" train "$M" --data "$D" $FAST -o "$F/t.onnx"
 expect 1 "--checkpoint-dir $F/ck: Not a directory" train "$M" --data "$D" $FAST \
     -o "$T/never.onnx" --checkpoint-dir "$F/ck"
-expect 1 "$F/g.dot: Not a directory" inspect "$M" --dot -o "$F/g.dot"
+expect 2 "-o $F/g.dot: $F is a file, not a folder" inspect "$M" --dot -o "$F/g.dot"
+expect 2 "--heatmap $F/h.svg: $F is a file, not a folder" predict "$TM" --heatmap "$F/h.svg" \
+    "play jazz"
 if [ "$HAVE_NPY" = 1 ]; then
-    expect 1 "$F/out: cannot create the output folder: Not a directory" run "$M" \
+    expect 2 "--output-dir $F/out: $F is a file, not a folder" run "$M" \
         $(feed tok.npy mask.npy len.npy tr.npy) --output-dir "$F/out"
 fi
+[ -f "$F" ] && [ ! -s "$F" ] && ok || fail "$F was changed"
 expect 1 "/proc/m.onnx: cannot create a temporary file: No such file or directory" build \
     --data "$D" $TINY -o /proc/m.onnx
 expect 1 "/proc/t.onnx: cannot create a temporary file" train "$M" --data "$D" $FAST \
@@ -359,8 +398,13 @@ expect 1 "/proc/t.onnx: cannot create a temporary file" train "$M" --data "$D" $
 expect 1 "/proc/g.dot: No such file or directory" inspect "$M" -o /proc/g.dot
 expect 1 "--heatmap /proc/h.svg: No such file or directory" predict "$TM" --heatmap /proc/h.svg \
     "play jazz"
-expect 1 "$T/a_dir: is a folder" build --data "$D" $TINY -o "$T/a_dir"
-expect 1 "$T/a_dir: Is a directory" inspect "$M" -o "$T/a_dir"
+expect 2 "-o $T/a_dir: is a folder; give the name of a file" build --data "$D" $TINY -o "$T/a_dir"
+expect 2 "-o $T/a_dir: is a folder; give the name of a file" train "$M" --data "$D" $FAST \
+    -o "$T/a_dir"
+expect 2 "-o $T/a_dir: is a folder; give the name of a file" inspect "$M" -o "$T/a_dir"
+expect 2 "--heatmap $T/a_dir: is a folder; give the name of a file" predict "$TM" \
+    --heatmap "$T/a_dir" "play jazz"
+[ -z "$(ls -A "$T/a_dir")" ] && ok || fail "something was written into $T/a_dir"
 absent "$T/never.onnx"
 no_temp "$T"
 

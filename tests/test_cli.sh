@@ -142,6 +142,20 @@ printf 'play_music\nset_alarm\n' >"$T/bad/train/label"
 expect 2 "$T/bad/train/seq.out:2" build --data "$T/bad" -o "$T/m.onnx"
 expect 2 "$T/bad/train/seq.out:2" train --data "$T/bad" -o "$T/t.onnx"
 expect 2 "the folder /nonexistent does not exist" build $D -o /nonexistent/m.onnx
+# An output path that cannot be a file: the part at fault is named, before any work.
+: >"$T/plain"
+mkdir -p "$T/folder"
+expect 2 "-o $T/plain/m.onnx: $T/plain is a file, not a folder" build $D -o "$T/plain/m.onnx"
+expect 2 "-o $T/plain/a/b/m.onnx: $T/plain is a file, not a folder" build $D \
+    -o "$T/plain/a/b/m.onnx"
+expect 2 "-o $T/folder: is a folder; give the name of a file" build $D -o "$T/folder"
+expect 2 "-o $T/folder/: is a folder; give the name of a file" build $D -o "$T/folder/"
+expect 2 "--heatmap /dev/null/h.svg: /dev/null is a special file (a device, a pipe), not a folder" \
+    predict "$T/nomodel.onnx" --heatmap /dev/null/h.svg "play jazz"
+expect 2 "-o $T/plain/g.txt: $T/plain is a file, not a folder" inspect "$T/nomodel.onnx" \
+    -o "$T/plain/g.txt"
+[ "$(ls -A "$T/folder")" = "" ] && [ ! -s "$T/plain" ] && passed=$((passed + 1)) ||
+    fail "a refused output path was written to"
 
 # ---- the model commands ----
 # A tiny model (one bilstm layer, G and D on) trained for a few steps: enough to check every
@@ -428,8 +442,8 @@ assert c.dtype == np.float32 and np.array_equal(c, d), c
     expect 2 "index 7" run gather.onnx --input I=idx_bad.npy $I
     [ ! -e "$T/bad_out" ] && passed=$((passed + 1)) || fail "a failed run created its output folder"
     : >"$T/a_file"
-    expect 1 "$T/a_file/sub: cannot create the output folder" run g.onnx --input M=m.npy \
-        --fetch scaled --output-dir "$T/a_file/sub"
+    expect 2 "--output-dir $T/a_file/sub: $T/a_file is a file, not a folder" run g.onnx \
+        --input M=m.npy --fetch scaled --output-dir "$T/a_file/sub"
     head -c 200 g.onnx >g_trunc.onnx
     expect 2 "g_trunc.onnx: " run g_trunc.onnx --input X=x.npy --input M=m.npy $I
     expect 2 "g_trunc.onnx: " inspect g_trunc.onnx

@@ -156,9 +156,13 @@ const char *cli_value_kind_name(at_value_kind k);
 int cli_mkdirs(const char *path);
 bool cli_is_dir(const char *path);
 bool cli_is_file(const char *path);
-/* The folder an output file goes to must exist: failing after an hour of training because of a
- * typo in -o is the worst time to learn of it. Returns CLI_CONTINUE or the exit code. */
+/* The folder an output file goes to must exist, and the path must name a file: failing after an
+ * hour of training because of a typo in -o is the worst time to learn of it. Names the part of
+ * the path at fault (a file where a folder should be). Returns CLI_CONTINUE or the exit code. */
 int cli_check_out_dir(const char *cmd, const char *opt, const char *path);
+/* The same for a folder that will be created (mkdir -p): no part of dir may be a file.
+ * CLI_CONTINUE or the exit code. */
+int cli_check_dir_path(const char *cmd, const char *opt, const char *dir);
 /* JSON string (with the quotes) of s to f; bytes below 0x20, '"' and '\\' escaped. */
 void cli_json_str(FILE *f, const char *s);
 /* XML text of s to f ('<', '>', '&', '"' and '\'' escaped). */

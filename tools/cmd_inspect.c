@@ -181,13 +181,14 @@ int cmd_inspect(int argc, char **argv) {
         return cli_fail(CLI_EXIT_USAGE, CMD,
                         "--dot and --summary are exclusive (see 'attune inspect --help')");
     const char *path = argv[0];
+    if (out && (rc = cli_check_out_dir(CMD, "-o", out)) != CLI_CONTINUE) return rc;
     at_graph *g = cli_load_graph(CMD, path, &rc);
     if (!g) return rc;
     FILE *f = stdout;
     cli_out of = {0};
     if (out) {
         if (cli_out_open(&of, out) != 0) {
-            rc = cli_fail(CLI_EXIT_FAIL, CMD, "%s: %s", out, strerror(errno));
+            rc = cli_fail(CLI_EXIT_FAIL, CMD, "-o %s: %s", out, strerror(errno));
             at_graph_free(g);
             return rc;
         }

@@ -205,6 +205,8 @@ int cmd_run(int argc, char **argv) {
     int n_feeds = 0, n_fetch = 0;
     if (rc != CLI_CONTINUE) goto done;
     const char *model = argv[0];
+    /* A file in the way of the output folder is found before the run, not after it. */
+    if ((rc = cli_check_dir_path(CMD, "--output-dir", out_dir)) != CLI_CONTINUE) goto done;
 
     /* The --input specs first: a typo there needs no model load to report. */
     feeds = calloc((size_t)inputs.n + 1, sizeof *feeds);
@@ -343,7 +345,7 @@ int cmd_run(int argc, char **argv) {
     }
 
     if (cli_mkdirs(out_dir) != 0) {
-        rc = cli_fail(CLI_EXIT_FAIL, CMD, "%s: cannot create the output folder: %s", out_dir,
+        rc = cli_fail(CLI_EXIT_FAIL, CMD, "--output-dir %s: cannot create the folder: %s", out_dir,
                       strerror(errno));
         goto done;
     }

@@ -290,12 +290,76 @@ bool cli_is_file(const char *path) {
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+/* What a non-folder in the way is, for "X is a file, not a folder". */
+static const char *file_kind(mode_t m) {
+    return S_ISREG(m) ? "a file" : "a special file (a device, a pipe)";
+}
+
+/* The first existing prefix of dir (cut at each '/', then dir itself) that is not a folder:
+ * 1 with it in buf; 0 when every existing prefix is a folder; -1 with errno when one cannot be
+ * looked at (permissions). A missing prefix ends the walk: nothing under it exists. */
+static int blocker(const char *dir, char *buf, size_t cap, mode_t *mode) {
+    size_t n = strlen(dir);
+    if (n >= cap) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char keep = buf[i];
+        buf[i] = 0;
+        struct stat sb;
+        if (stat(buf, &sb) != 0) {
+            if (errno == ENOENT) return 0;
+            return -1;
+        }
+        if (!S_ISDIR(sb.st_mode)) {
+            *mode = sb.st_mode;
+            return 1;
+        }
+        buf[i] = keep;
+    }
+    return 0;
+}
+
+int cli_check_dir_path(const char *cmd, const char *opt, const char *dir) {
+    char b[4096];
+    mode_t mode = 0;
+    int r = blocker(dir, b, sizeof b, &mode);
+    if (r < 0) return cli_fail(CLI_EXIT_FAIL, cmd, "%s %s: %s", opt, dir, strerror(errno));
+    if (r > 0) {
+        if (!strcmp(b, dir))
+            return cli_fail(CLI_EXIT_USAGE, cmd, "%s %s: is %s, not a folder", opt, dir,
+                            file_kind(mode));
+        return cli_fail(CLI_EXIT_USAGE, cmd, "%s %s: %s is %s, not a folder", opt, dir, b,
+                        file_kind(mode));
+    }
+    return CLI_CONTINUE;
+}
+
 int cli_check_out_dir(const char *cmd, const char *opt, const char *path) {
+    size_t n = strlen(path);
+    if (n == 0) return cli_fail(CLI_EXIT_USAGE, cmd, "%s: the file name is empty", opt);
+    if (path[n - 1] == '/' || cli_is_dir(path))
+        return cli_fail(CLI_EXIT_USAGE, cmd, "%s %s: is a folder; give the name of a file", opt,
+                        path);
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
+    if (n >= sizeof dir)
+        return cli_fail(CLI_EXIT_USAGE, cmd, "%s: the path is longer than %zu bytes", opt,
+                        sizeof dir - 1);
+    memcpy(dir, path, n + 1);
     char *slash = strrchr(dir, '/');
     if (!slash || slash == dir) return CLI_CONTINUE;
     *slash = 0;
+    char b[4096];
+    mode_t mode = 0;
+    int r = blocker(dir, b, sizeof b, &mode);
+    if (r < 0)
+        return cli_fail(CLI_EXIT_FAIL, cmd, "%s %s: %s: %s", opt, path, dir, strerror(errno));
+    if (r > 0)
+        return cli_fail(CLI_EXIT_USAGE, cmd, "%s %s: %s is %s, not a folder", opt, path, b,
+                        file_kind(mode));
     if (!cli_is_dir(dir))
         return cli_fail(CLI_EXIT_USAGE, cmd, "%s %s: the folder %s does not exist", opt, path, dir);
     return CLI_CONTINUE;
