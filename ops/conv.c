@@ -10,6 +10,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include "ops/conv_index.h"
 #include "ops/op.h"
 
 /* Floats of scratch a chunk may use (im2col columns + the GEMM's staging block). */
@@ -213,13 +214,9 @@ static void im2col(const conv_dims *d, const float *x, int64_t g, int64_t n0, in
     int64_t rows = d->Cg * d->K, cols = cnt * d->Lo;
 #pragma omp parallel for num_threads(nt) schedule(static) if (rows * cols > 32768)
     for (int64_t r = 0; r < rows; r++) {
-        int64_t ci = r / d->K, off = (r % d->K) * d->p.d - d->p.pb, s = d->p.s;
-        /* Outputs o with 0 <= o s + off < L read the input; the rest are padding. Splitting
-         * the range keeps the per-element bounds test out of the copy loop. */
-        int64_t o0 = off >= 0 ? 0 : (-off + s - 1) / s;
-        int64_t o1 = d->L - off <= 0 ? 0 : (d->L - off + s - 1) / s;
-        if (o1 > d->Lo) o1 = d->Lo;
-        if (o0 > o1) o0 = o1;
+        int64_t ci = r / d->K, off = at_conv_tap_off(r % d->K, d->p.d, d->p.pb), s = d->p.s;
+        int64_t o0, o1;
+        at_conv_valid_range(off, s, d->L, d->Lo, &o0, &o1);
         float *dst = col + r * cols;
         for (int64_t i = 0; i < cnt; i++) {
             const float *src = x + ((n0 + i) * d->C + g * d->Cg + ci) * d->L;
@@ -466,12 +463,10 @@ static at_status conv_gi_cpu(at_kernel_ctx *k) {
                 float *row = dx + ((n0 + i) * d.C + g * d.Cg + ci) * d.L;
                 memset(row, 0, sizeof(float) * (size_t)d.L);
                 for (int64_t kk = 0; kk < d.K; kk++) {
-                    int64_t off = kk * d.p.d - d.p.pb, s = d.p.s;
+                    int64_t off = at_conv_tap_off(kk, d.p.d, d.p.pb), s = d.p.s, o0, o1;
                     const float *src = dcol + (ci * d.K + kk) * cols + i * d.Lo;
                     /* The outputs that read the input (as in im2col); the rest read padding. */
-                    int64_t o0 = off >= 0 ? 0 : (-off + s - 1) / s;
-                    int64_t o1 = d.L - off <= 0 ? 0 : (d.L - off + s - 1) / s;
-                    if (o1 > d.Lo) o1 = d.Lo;
+                    at_conv_valid_range(off, s, d.L, d.Lo, &o0, &o1);
                     for (int64_t o = o0; o < o1; o++) row[o * s + off] += src[o];
                 }
             }

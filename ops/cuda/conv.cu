@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ops/conv_index.h"
 #include "runtime/cuda/cuda_common.cuh"
 
 /* Floats of scratch a chunk may use (im2col columns + the GEMM's staging block). */
@@ -75,9 +76,9 @@ __global__ void im2col_kernel(conv_dims d, const float *x, int64_t g, int64_t n0
                               float *col) {
     int64_t cols = cnt * d.Lo;
     AT_GRID_LOOP(e, d.Cg * d.K * cols) {
-        int64_t r = e / cols, q = e % cols, i = q / d.Lo, o = q % d.Lo;
-        int64_t ci = r / d.K, l = o * d.s + (r % d.K) * d.d - d.pb;
-        col[e] = l >= 0 && l < d.L ? x[((n0 + i) * d.C + g * d.Cg + ci) * d.L + l] : 0.0f;
+        int64_t r = e / cols, q = e % cols, i = q / d.Lo, o = q % d.Lo, ci = r / d.K;
+        int64_t l = at_conv_src(o, at_conv_tap_off(r % d.K, d.d, d.pb), d.s, d.L);
+        col[e] = l >= 0 ? x[((n0 + i) * d.C + g * d.Cg + ci) * d.L + l] : 0.0f;
     }
 }
 
@@ -111,11 +112,8 @@ __global__ void col2im_kernel(conv_dims d, const float *dcol, int64_t g, int64_t
         int64_t l = e % d.L, ci = (e / d.L) % d.Cg, i = e / (d.L * d.Cg);
         float acc = 0.0f;
         for (int64_t kk = 0; kk < d.K; kk++) {
-            int64_t num = l + d.pb - kk * d.d;
-            if (num < 0 || num % d.s) continue;
-            int64_t o = num / d.s;
-            if (o >= d.Lo) continue;
-            acc += dcol[(ci * d.K + kk) * cols + i * d.Lo + o];
+            int64_t o = at_conv_dst(l, at_conv_tap_off(kk, d.d, d.pb), d.s, d.Lo);
+            if (o >= 0) acc += dcol[(ci * d.K + kk) * cols + i * d.Lo + o];
         }
         dx[((n0 + i) * d.C + g * d.Cg + ci) * d.L + l] = acc;
     }
