@@ -969,7 +969,7 @@ const at_op_def at_op_def_Where = {.name = "Where",
                                    .grad = where_grad,
                                    .nondiff = 1};
 
-#define UN(NAME, DOMAIN, INFER, KERNEL, GRAD, ATTRS, NONDIFF)                                      \
+#define UNV(NAME, DOMAIN, INFER, KERNEL, GRAD, ATTRS, NONDIFF, VIEW)                               \
     const at_op_def at_op_def_##NAME = {.name = #NAME,                                             \
                                         .domain = DOMAIN,                                          \
                                         .min_in = 1,                                               \
@@ -980,7 +980,10 @@ const at_op_def at_op_def_Where = {.name = "Where",
                                         .infer = INFER,                                            \
                                         .cpu = KERNEL,                                             \
                                         .grad = GRAD,                                              \
-                                        .nondiff = NONDIFF};
+                                        .nondiff = NONDIFF,                                        \
+                                        .view = VIEW};
+#define UN(NAME, DOMAIN, INFER, KERNEL, GRAD, ATTRS, NONDIFF)                                      \
+    UNV(NAME, DOMAIN, INFER, KERNEL, GRAD, ATTRS, NONDIFF, NULL)
 
 static const at_attr_schema alpha_attrs[] = {{"alpha", AT_ATTR_FLOAT, false}, {NULL, 0, false}};
 static const at_attr_schema gelu_attrs[] = {{"approximate", AT_ATTR_STRING, false},
@@ -998,9 +1001,9 @@ UN(Exp, AT_DOMAIN_ONNX, float_unary_infer, exp_cpu, exp_grad, no_attrs, 0)
 UN(Log, AT_DOMAIN_ONNX, float_unary_infer, log_cpu, log_grad, no_attrs, 0)
 UN(Sqrt, AT_DOMAIN_ONNX, float_unary_infer, sqrt_cpu, sqrt_grad, no_attrs, 0)
 UN(Not, AT_DOMAIN_ONNX, not_infer, not_cpu, NULL, no_attrs, 1)
-UN(Identity, AT_DOMAIN_ONNX, same_infer, copy_cpu, pass_grad, no_attrs, 0)
+UNV(Identity, AT_DOMAIN_ONNX, same_infer, copy_cpu, pass_grad, no_attrs, 0, at_view_of_in0)
 UN(Cast, AT_DOMAIN_ONNX, cast_infer, cast_cpu, cast_grad, cast_attrs, 0)
-UN(StopGradient, AT_DOMAIN_ATTUNE, same_infer, copy_cpu, NULL, no_attrs, 1)
+UNV(StopGradient, AT_DOMAIN_ATTUNE, same_infer, copy_cpu, NULL, no_attrs, 1, at_view_of_in0)
 
 const at_op_def at_op_def_Clip = {.name = "Clip",
                                   .domain = AT_DOMAIN_ONNX,
@@ -1023,6 +1026,7 @@ const at_op_def at_op_def_GradientReversal = {.name = "GradientReversal",
                                               .attrs = no_attrs,
                                               .infer = grl_infer,
                                               .cpu = copy_cpu,
+                                              .view = at_view_of_in0,
                                               .grad = grl_grad,
                                               .nondiff = 2};
 

@@ -201,8 +201,15 @@ static at_status matmul_grad(at_grad_ctx *c) {
     }
     if (c->need[0]) {
         at_val d;
+        int64_t N = sb.dim[rb - 1];
         if (ra == 2 && rb == 2) {
             d = at_gemm(g, dy, b, AT_NONE, 1.0f, 1.0f, 0, 1);
+        } else if (rb == 2 && ra > 2 && N >= 0) {
+            /* A weight applied to every row: one GEMM over all rows with B transposed by the
+             * BLAS flag, not a copy of Bᵀ; the reshapes are views (no copies either). */
+            int64_t fy[2] = {-1, N};
+            d = at_gemm(g, at_reshape(g, dy, 2, fy), b, AT_NONE, 1.0f, 1.0f, 0, 1);
+            d = at_reshape_to(g, d, at_shape_of(g, a));
         } else {
             /* dy as [..., M, N] with the dim numpy removed put back as 1 */
             at_val dy2 = ra == 1 ? unsqueeze1(g, dy, -2) : rb == 1 ? unsqueeze1(g, dy, -1) : dy;

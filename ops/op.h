@@ -116,7 +116,17 @@ typedef struct at_op_def {
     at_grad_fn grad;           /* NULL: not differentiable */
     uint64_t nondiff;          /* bit i: input i never gets a gradient */
     at_alias_fn alias;         /* NULL: no output aliases an input */
+    /* The input an output may share unchanged (reshapes: the same bytes under another shape),
+     * or -1. Unlike alias, a hint: the planner shares an arena buffer nothing updates in place
+     * and otherwise gives the output its own; the kernel copies only when out != in. */
+    at_alias_fn view;
 } at_op_def;
+
+/* A view fn for ops whose output 0 is input 0's bytes. */
+static inline int at_view_of_in0(const at_node_rec *n, int out) {
+    (void)n;
+    return out == 0 ? 0 : -1;
+}
 
 /* The registry generated from ops/ops.def. */
 #define AT_OP(name) AT_OP_##name,

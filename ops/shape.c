@@ -592,6 +592,7 @@ const at_op_def at_op_def_Reshape = {
     .attrs = reshape_attrs,
     .infer = reshape_infer,
     .cpu = copy_cpu,
+    .view = at_view_of_in0,
     .grad = reshape_grad,
     .nondiff = 1u << 1,
 };
@@ -1279,6 +1280,7 @@ const at_op_def at_op_def_Unsqueeze = {
     .max_out = 1,
     .infer = unsqueeze_infer,
     .cpu = copy_cpu,
+    .view = at_view_of_in0,
     .grad = reshape_back_grad,
     .nondiff = 1u << 1,
 };
@@ -1338,6 +1340,7 @@ const at_op_def at_op_def_Squeeze = {
     .max_out = 1,
     .infer = squeeze_infer,
     .cpu = copy_cpu,
+    .view = at_view_of_in0,
     .grad = reshape_back_grad,
     .nondiff = 1u << 1,
 };

@@ -417,6 +417,40 @@ static size_t step_workspace(const at_plan *p, const at_graph *g, int node, int 
     return ws;
 }
 
+/* Which buffer each output lives in: root[v] is the value whose memory v shares (v itself
+ * when none), loc[v] where that memory is. An in-place update (op alias) shares its input's
+ * buffer always; a view (op view) only an arena buffer outside `updated` (NULL: any). */
+static at_status share_buffers(builder *b, int *root, const bool *updated) {
+    const at_graph *g = b->g;
+    at_plan *p = b->p;
+    for (int s = 0; s < b->n_order; s++) {
+        const at_node_rec *n = &g->nodes[b->order[s]];
+        const at_op_def *def = at_op_table[n->op];
+        for (int j = 0; j < n->n_out; j++) {
+            at_val v = n->out[j];
+            int k = def->alias ? def->alias(n, j) : -1;
+            if (k >= 0 && k < n->n_in && n->in[k] != AT_NONE) {
+                at_val src = n->in[k];
+                if (p->loc[src] == AT_LOC_FEED)
+                    return fail(b, AT_E_INVALID, "node '%s' (%s) would update a fed input in place",
+                                n->name, n->op_type);
+                root[v] = root[src];
+                p->loc[v] = p->loc[root[v]] == AT_LOC_GRAPH ? AT_LOC_GRAPH : AT_LOC_ARENA;
+                continue;
+            }
+            p->loc[v] = AT_LOC_ARENA;
+            k = def->view ? def->view(n, j) : -1;
+            if (k < 0 || k >= n->n_in || n->in[k] == AT_NONE) continue;
+            at_val src = n->in[k];
+            if (p->loc[src] == AT_LOC_ARENA && (!updated || !updated[root[src]]) &&
+                p->dtype[v] == p->dtype[src] &&
+                at_shape_numel(&p->shape[v]) == at_shape_numel(&p->shape[src]))
+                root[v] = root[src];
+        }
+    }
+    return AT_OK;
+}
+
 /* Lifetimes, aliasing and arena offsets. */
 static at_status assign_memory(builder *b, const at_val *want, int n_want, int threads) {
     const at_graph *g = b->g;
@@ -426,32 +460,36 @@ static at_status assign_memory(builder *b, const at_val *want, int n_want, int t
         *last = malloc(sizeof(int) * ((size_t)nv + 1));
     int *root = malloc(sizeof(int) * ((size_t)nv + 1));
     block *bl = malloc(sizeof(block) * ((size_t)nv + (size_t)ns + 1));
+    bool *updated = NULL;
     at_status st = AT_OK;
     if (!first || !last || !root || !bl) {
         st = at_err_set(b->err, AT_E_NOMEM, "out of memory planning");
         goto done;
     }
-    for (int v = 0; v < nv; v++) first[v] = last[v] = -1, root[v] = v;
+    for (int v = 0; v < nv; v++) root[v] = v;
+    /* Views first as if all were shared, to find the buffers something updates in place: a
+     * view of one would be read after the update (the ordering edges cover the updated
+     * value's own readers only), so its views get their own buffers. */
+    if ((st = share_buffers(b, root, NULL)) != AT_OK) goto done;
+    if (!(updated = calloc((size_t)nv + 1, 1))) {
+        st = at_err_set(b->err, AT_E_NOMEM, "out of memory planning");
+        goto done;
+    }
     for (int s = 0; s < ns; s++) {
         const at_node_rec *n = &g->nodes[b->order[s]];
         const at_op_def *def = at_op_table[n->op];
+        for (int j = 0; def->alias && j < n->n_out; j++) {
+            int k = def->alias(n, j);
+            if (k >= 0 && k < n->n_in && n->in[k] != AT_NONE) updated[root[n->in[k]]] = true;
+        }
+    }
+    for (int v = 0; v < nv; v++) first[v] = last[v] = -1, root[v] = v;
+    if ((st = share_buffers(b, root, updated)) != AT_OK) goto done;
+    for (int s = 0; s < ns; s++) {
+        const at_node_rec *n = &g->nodes[b->order[s]];
         for (int k = 0; k < n->n_in; k++)
             if (n->in[k] != AT_NONE) last[n->in[k]] = s;
-        for (int j = 0; j < n->n_out; j++) {
-            at_val v = n->out[j];
-            first[v] = last[v] = s;
-            int k = def->alias ? def->alias(n, j) : -1;
-            if (k >= 0 && k < n->n_in && n->in[k] != AT_NONE) {
-                at_val src = n->in[k];
-                if (p->loc[src] == AT_LOC_FEED)
-                    return fail(b, AT_E_INVALID, "node '%s' (%s) would update a fed input in place",
-                                n->name, n->op_type);
-                root[v] = root[src];
-                p->loc[v] = p->loc[root[v]] == AT_LOC_GRAPH ? AT_LOC_GRAPH : AT_LOC_ARENA;
-            } else {
-                p->loc[v] = AT_LOC_ARENA;
-            }
-        }
+        for (int j = 0; j < n->n_out; j++) first[n->out[j]] = last[n->out[j]] = s;
     }
     for (int i = 0; i < n_want; i++) last[want[i]] = ns; /* fetched: live to the end */
     for (int v = 0; v < nv; v++)
@@ -493,6 +531,7 @@ done:
     free(last);
     free(root);
     free(bl);
+    free(updated);
     return st;
 }
 

@@ -111,6 +111,50 @@ static void train(model *m, bool no_reuse, float *losses, at_session_stats *stat
     at_session_free(s);
 }
 
+/* Reshapes share their input's arena buffer (no copy), except where a node updates that
+ * buffer in place: there the reshape must keep the value from before the update. */
+static void test_views(void) {
+    at_graph *g = at_graph_new();
+    at_val x = at_input(g, "x", AT_F32, AT_SHAPE(4, 6));
+    at_val y = at_relu(g, x);
+    const int64_t sh[2] = {6, 4};
+    at_val r = at_reshape(g, y, 2, sh);
+    at_val z = at_mul(g, r, at_const_f32(g, 2.0f));
+    /* SGD(y2, grad 1, lr 0.5) updates a second arena value in place */
+    at_val y2 = at_relu(g, at_add(g, x, at_const_f32(g, 1.0f)));
+    at_val r2 = at_reshape(g, y2, 2, sh);
+    at_val ones = at_add(g, at_mul(g, x, at_const_f32(g, 0.0f)), at_const_f32(g, 1.0f));
+    at_val in[3] = {y2, ones, at_const_f32(g, 0.5f)}, upd;
+    CHECK(at_node_add(g, "SGD", "ai.attune", in, 3, &upd, 1, NULL, 0) >= 0, "SGD node");
+    CHECK_OK(at_graph_status(g));
+    at_session_opts o = at_session_defaults();
+    o.threads = 1;
+    at_err err;
+    at_session *s = at_session_new(g, &o, &err);
+    CHECK(s != NULL, "session: %s", err.msg);
+    if (!s) return;
+    float xv[24];
+    for (int i = 0; i < 24; i++) xv[i] = (float)i - 10.0f;
+    at_feed f = {x, {AT_F32, AT_SHAPE(4, 6), xv}};
+    at_val fetch[5] = {y, r, z, r2, upd};
+    at_tensor out[5];
+    CHECK_OK(at_session_run(s, &f, 1, fetch, 5, out, NULL, 0));
+    CHECK(out[1].data == out[0].data, "the reshape of an arena value shares its buffer");
+    CHECK(out[1].shape.rank == 2 && out[1].shape.dim[0] == 6, "the view has its own shape");
+    CHECK(out[3].data != out[4].data, "a value updated in place is not shared by a view");
+    const float *yv = out[0].data, *rv = out[1].data, *zv = out[2].data, *r2v = out[3].data,
+                *uv = out[4].data;
+    int bad = 0;
+    for (int i = 0; i < 24; i++) {
+        float relu = xv[i] > 0 ? xv[i] : 0.0f, relu1 = xv[i] + 1 > 0 ? xv[i] + 1 : 0.0f;
+        bad += yv[i] != relu || rv[i] != relu || zv[i] != 2 * relu;
+        bad += r2v[i] != relu1 || uv[i] != relu1 - 0.5f;
+    }
+    CHECK(bad == 0, "view values (%d wrong)", bad);
+    at_session_free(s);
+    at_graph_free(g);
+}
+
 int main(void) {
     model a, b;
     build(&a);
@@ -146,5 +190,6 @@ int main(void) {
     CHECK(same, "parameters after 4 steps are bit-identical with and without reuse");
     at_graph_free(a.g);
     at_graph_free(b.g);
+    test_views();
     return check_done("test_planner");
 }
