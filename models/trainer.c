@@ -441,7 +441,8 @@ static void write_json(trainer *tr, int phase, int epoch, int64_t steps, const l
         fprintf(f,
                 ",\"valid_intent_acc\":%.6g,\"valid_slot_f1\":%.6g,\"valid_sentence_acc\":%.6g,"
                 "\"best\":%s",
-                v->intent_acc, v->slots.f1, v->sentence_acc, improved ? "true" : "false");
+                100 * v->intent_acc, 100 * v->slots.f1, 100 * v->sentence_acc,
+                improved ? "true" : "false");
     fprintf(f, "}\n");
     fflush(f);
 }

@@ -822,7 +822,7 @@ int cmd_train(int argc, char **argv) {
     }
     st = at_nlu_save(m, t.out, &e);
     if (st != AT_OK) {
-        rc = cli_fail(CLI_EXIT_FAIL, CMD, "writing %s: %s", t.out, e.msg);
+        rc = cli_fail(CLI_EXIT_FAIL, CMD, "%s", e.msg); /* e names the file */
         goto done;
     }
     if (t.plot) {

@@ -324,7 +324,8 @@ typedef struct at_nlu_train_opts {
     bool resume;
     at_nlu_progress_fn progress; /* called after every step and at every epoch end */
     void *user;
-    FILE *metrics;      /* JSON lines, one an epoch (NULL: none) */
+    /* JSON lines, one an epoch (NULL: none); the valid_* metrics in percent, as eval --json */
+    FILE *metrics;
     int64_t max_steps;  /* stop a phase after this many steps (0: no limit; for tests) */
     double max_seconds; /* stop training after this long (0: no limit) */
 } at_nlu_train_opts;
