@@ -189,11 +189,12 @@ static int train(at_graph *g, const model *m, run_opts ro, float *losses, int *g
     return rc;
 }
 
-/* CUDA graphs: the mixed run on the GPU with and without opts.cuda_graph. Every run must be
- * done as a graph (captured once per plan and dropout mode, replayed for new batches), and
- * give the uncaptured run's losses and parameters: the same kernels run on the same data, so
- * they should agree bit for bit; 1e-6 relative leaves room for cuBLAS choosing another
- * algorithm under capture. */
+/* CUDA graphs: the mixed run on the GPU with and without opts.cuda_graph. Every run but the
+ * first of each plan (a warm-up) must be done as a graph (captured once per plan and dropout
+ * mode, replayed for new batches), and give the uncaptured run's losses and parameters: the
+ * same kernels run on the same data, so they should agree bit for bit; 1e-5 relative leaves
+ * room for cuBLAS choosing another algorithm under capture, while a wrong step (dropout masks)
+ * or dropout mode in a replay moves the losses by far more. */
 static void check_graphs(const model *m, const at_graph *init) {
     at_graph *ga = at_graph_clone(init), *gb = at_graph_clone(init);
     CHECK(ga && gb, "at_graph_clone failed");
@@ -210,15 +211,16 @@ static void check_graphs(const model *m, const at_graph *init) {
     }
     if (!rc) {
         CHECK(runs_a == 0, "a session without cuda_graph ran %d graphs", runs_a);
-        CHECK(runs_b == RUNS_MIXED,
-              "%d of %d runs were CUDA graphs (ATTUNE_CUDA_GRAPH_DEBUG=1 "
-              "says why not)",
+        /* Two plans (training step, evaluation), each warmed up once uncaptured. */
+        CHECK(runs_b == RUNS_MIXED - 2,
+              "%d of %d runs were CUDA graphs, want all but the 2 warm-ups "
+              "(ATTUNE_CUDA_GRAPH_DEBUG=1 says why not)",
               runs_b, RUNS_MIXED);
         double worst = 0;
         for (int i = 0; i < RUNS_MIXED; i++) {
             double d = fabs((double)la[i] - lb[i]);
             worst = fmax(worst, d);
-            CHECK(d <= 1e-6 * fabs(la[i]), "run %d: loss with graphs %.9g, without %.9g", i, lb[i],
+            CHECK(d <= 1e-5 * fabs(la[i]), "run %d: loss with graphs %.9g, without %.9g", i, lb[i],
                   la[i]);
         }
         double pworst = 0;
@@ -229,7 +231,7 @@ static void check_graphs(const model *m, const at_graph *init) {
             for (int64_t e = 0; e < at_shape_numel(&sh); e++) {
                 double d = fabs((double)pa[e] - pb[e]);
                 pworst = fmax(pworst, d);
-                CHECK(d <= 1e-6 * fabs(pa[e]) + 1e-7, "%s[%lld]: with graphs %.9g, without %.9g",
+                CHECK(d <= 1e-5 * fabs(pa[e]) + 1e-6, "%s[%lld]: with graphs %.9g, without %.9g",
                       pnames[i], (long long)e, pb[e], pa[e]);
             }
         }

@@ -54,9 +54,10 @@ typedef struct at_session_opts {
     uint64_t seed;     /* RNG key for dropout and other random ops */
     bool check_finite; /* stop at the first node producing NaN/Inf, naming it */
     bool no_reuse;     /* give every value its own memory (to check the planner) */
-    /* CUDA only: capture a run's kernel launches into a CUDA graph on its first run and replay
-     * the graph on later runs with the same fetches, targets and feed shapes (one launch instead
-     * of one per kernel); same results as without. Runs that cannot be captured run as usual.
+    /* CUDA only: capture a run's kernel launches into a CUDA graph (on its second run; the
+     * first warms up) and replay the graph on later runs with the same fetches, targets and feed
+     * shapes (one launch instead of one per kernel); same results as without. Runs that cannot
+     * be captured run as usual.
      * Ignored on CPU and with check_finite. The environment variable ATTUNE_CUDA_GRAPH=1 turns
      * it on for every session of the process (for benchmarks of tools without the option). */
     bool cuda_graph;

@@ -1,6 +1,6 @@
-/* CUDA graphs of whole runs (at_session_opts.cuda_graph): the first run of a kind captures the
- * kernels the session launches into a graph, later equal runs replay it with one
- * cudaGraphLaunch instead of hundreds of launches.
+/* CUDA graphs of whole runs (at_session_opts.cuda_graph): the second run of a kind (the first
+ * warms up) captures the kernels the session launches into a graph, later equal runs replay it
+ * with one cudaGraphLaunch instead of hundreds of launches.
  *
  * What a captured launch bakes in besides device memory: the addresses and sizes the session
  * laid out (the key of at_backend_graph_run), the session step (random streams read it from a
@@ -17,18 +17,24 @@
 
 #include "runtime/cuda/cuda_common.cuh"
 
-/* Graphs kept per session; the least recently used goes first. A training loop uses one per
- * (fetch set, shape binding), an evaluation loop a few more. */
+/* Entries kept per session (graphs and markers); the least recently used goes first. A training
+ * loop uses one graph per (fetch set, shape binding) and value of the host-read feeds. */
 #define AT_CU_GRAPH_CAP 64
 
+/* What an entry says about runs with its layout. The first run of a layout runs uncaptured
+ * (SEEN): it loads the kernels' modules and lets cuBLAS settle, which a capture must not be
+ * the first to do; the next one is captured (GRAPH), or found uncapturable (NOCAP). */
+enum entry_kind { E_SEEN, E_GRAPH, E_NOCAP };
+
 struct graph_entry {
+    int kind;
     const void *plan;
     const void *bufs[AT_GRAPH_BUFS];
     at_backend_feed *feeds; /* val, off, bytes (host unused) */
     int n_feeds;
-    bool *pinned; /* per feed: a kernel read its host data during the capture */
+    bool *pinned; /* GRAPH, per feed: a kernel read its host data during the capture */
     unsigned char *pinned_data;
-    cudaGraphExec_t exec; /* NULL: this kind of run cannot be captured */
+    cudaGraphExec_t exec; /* GRAPH */
     uint64_t used;
 };
 
@@ -56,15 +62,20 @@ void at_cu_graph_reset(void *state) {
     entry_free(&c->graphs->pending);
 }
 
-static bool same_layout(const graph_entry *g, const at_backend_graph_run *r) {
-    if (g->plan != r->plan || g->n_feeds != r->n_feeds) return false;
+static bool same_layout(const graph_entry *g, const void *plan, const void *const *bufs,
+                        const at_backend_feed *feeds, int n_feeds) {
+    if (g->plan != plan || g->n_feeds != n_feeds) return false;
     for (int i = 0; i < AT_GRAPH_BUFS; i++)
-        if (g->bufs[i] != r->bufs[i]) return false;
-    for (int i = 0; i < r->n_feeds; i++) {
-        const at_backend_feed *a = &g->feeds[i], *b = &r->feeds[i];
+        if (g->bufs[i] != bufs[i]) return false;
+    for (int i = 0; i < n_feeds; i++) {
+        const at_backend_feed *a = &g->feeds[i], *b = &feeds[i];
         if (a->val != b->val || a->off != b->off || a->bytes != b->bytes) return false;
     }
     return true;
+}
+
+static bool layout_of_run(const graph_entry *g, const at_backend_graph_run *r) {
+    return same_layout(g, r->plan, r->bufs, r->feeds, r->n_feeds);
 }
 
 static bool same_pinned(const graph_entry *g, const at_backend_graph_run *r) {
@@ -78,15 +89,17 @@ static bool same_pinned(const graph_entry *g, const at_backend_graph_run *r) {
     return true;
 }
 
-static graph_entry *find(at_cu_graphs *gs, const at_backend_graph_run *r) {
+/* The graph for run r, or else the marker (SEEN / NOCAP) of its layout, or NULL. */
+static graph_entry *find(at_cu_graphs *gs, const at_backend_graph_run *r, bool graph) {
     for (int i = 0; i < gs->n; i++) {
         graph_entry *g = &gs->e[i];
-        if (same_layout(g, r) && (!g->exec || same_pinned(g, r))) return g;
+        if ((g->kind == E_GRAPH) != graph || !layout_of_run(g, r)) continue;
+        if (!graph || same_pinned(g, r)) return g;
     }
     return NULL;
 }
 
-/* A free slot, evicting the least recently used graph when full. */
+/* A free slot, evicting the least recently used entry when full. */
 static graph_entry *slot(at_cu_graphs *gs) {
     if (gs->n < AT_CU_GRAPH_CAP) return &gs->e[gs->n++];
     int old = 0;
@@ -96,9 +109,8 @@ static graph_entry *slot(at_cu_graphs *gs) {
     return &gs->e[old];
 }
 
-/* The pending entry's key from r (no pinned data yet). */
-static at_status pending_init(at_cu_graphs *gs, const at_backend_graph_run *r, at_err *err) {
-    graph_entry *g = &gs->pending;
+/* g's key from r (no pinned data). */
+static at_status key_init(graph_entry *g, const at_backend_graph_run *r, at_err *err) {
     entry_free(g);
     g->plan = r->plan;
     memcpy(g->bufs, r->bufs, sizeof g->bufs);
@@ -114,7 +126,6 @@ static at_status pending_init(at_cu_graphs *gs, const at_backend_graph_run *r, a
         g->feeds[i] = r->feeds[i];
         g->feeds[i].host = NULL;
     }
-    gs->run_feeds = r->feeds;
     return AT_OK;
 }
 
@@ -125,12 +136,21 @@ void at_cu_graph_consult(at_cuda_ctx *c, const void *host) {
         if (gs->run_feeds[i].host == host) gs->pending.pinned[i] = true;
 }
 
-/* Moves the pending entry into the cache with exec (NULL: uncapturable), copying the data of
- * the feeds the capture read. */
+/* The capture is over: with exec, the pending entry becomes a graph (keeping the data of the
+ * feeds the capture read); without, its layout's marker says NOCAP. */
 static at_status keep_pending(at_cu_graphs *gs, cudaGraphExec_t exec, at_err *err) {
     graph_entry *p = &gs->pending;
+    if (!exec) {
+        for (int i = 0; i < gs->n; i++) {
+            graph_entry *g = &gs->e[i];
+            if (g->kind == E_SEEN && same_layout(g, p->plan, p->bufs, p->feeds, p->n_feeds))
+                g->kind = E_NOCAP;
+        }
+        entry_free(p);
+        return AT_OK;
+    }
     size_t bytes = 0;
-    for (int i = 0; exec && i < p->n_feeds; i++)
+    for (int i = 0; i < p->n_feeds; i++)
         if (p->pinned[i]) bytes += p->feeds[i].bytes;
     if (bytes) {
         p->pinned_data = (unsigned char *)malloc(bytes);
@@ -146,7 +166,7 @@ static at_status keep_pending(at_cu_graphs *gs, cudaGraphExec_t exec, at_err *er
             q += p->feeds[i].bytes;
         }
     }
-    if (!exec) memset(p->pinned, 0, sizeof(bool) * (size_t)(p->n_feeds > 0 ? p->n_feeds : 1));
+    p->kind = E_GRAPH;
     p->exec = exec;
     p->used = ++gs->clock;
     graph_entry *g = slot(gs);
@@ -175,15 +195,25 @@ at_status at_cu_graph_begin(void *state, const at_backend_graph_run *r, int *mod
     *c->hstep = (unsigned long long)r->step;
     G_CHECK(
         cudaMemcpyAsync(c->dstep, c->hstep, sizeof *c->dstep, cudaMemcpyHostToDevice, c->stream));
-    graph_entry *g = find(gs, r);
+    graph_entry *g = find(gs, r, true);
     if (g) {
         g->used = ++gs->clock;
-        if (!g->exec) return AT_OK;
         G_CHECK(cudaGraphLaunch(g->exec, c->stream));
         *mode = AT_GRAPH_REPLAYED;
         return AT_OK;
     }
-    AT_CU_TRY(pending_init(gs, r, err));
+    graph_entry *m = find(gs, r, false);
+    if (!m) { /* the layout's first run: a warm-up, uncaptured */
+        graph_entry *s = slot(gs);
+        AT_CU_TRY(key_init(s, r, err));
+        s->kind = E_SEEN;
+        s->used = ++gs->clock;
+        return AT_OK;
+    }
+    m->used = ++gs->clock;
+    if (m->kind == E_NOCAP) return AT_OK;
+    AT_CU_TRY(key_init(&gs->pending, r, err));
+    gs->run_feeds = r->feeds;
     /* Thread-local mode: a call on this thread that a capture cannot hold (an allocation, a
      * synchronous copy) fails and invalidates the capture instead of passing unnoticed. */
     if (cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
@@ -195,7 +225,6 @@ at_status at_cu_graph_begin(void *state, const at_backend_graph_run *r, int *mod
     *mode = AT_GRAPH_CAPTURING;
     return AT_OK;
 }
-
 at_status at_cu_graph_end(void *state, bool ok, bool *captured, at_err *err) {
     at_cuda_ctx *c = (at_cuda_ctx *)state;
     at_cu_graphs *gs = c->graphs;
@@ -220,9 +249,12 @@ at_status at_cu_graph_end(void *state, bool ok, bool *captured, at_err *err) {
     }
     cudaGraphExec_t exec = NULL;
     if (e == cudaSuccess && graph) {
-        if (cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) {
+        cudaError_t ei = cudaGraphInstantiate(&exec, graph, 0);
+        if (ei != cudaSuccess) {
             (void)cudaGetLastError();
             exec = NULL;
+            if (getenv("ATTUNE_CUDA_GRAPH_DEBUG"))
+                fprintf(stderr, "attune: CUDA graph instantiation: %s\n", cudaGetErrorString(ei));
         }
     }
     if (graph) cudaGraphDestroy(graph);
