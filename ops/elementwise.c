@@ -244,155 +244,41 @@ static at_status equal_cpu(at_kernel_ctx *k) {
         return AT_OK;                                                                              \
     }
 
-/* ---- vector math for the transcendental activations ----
- * glibc's tanhf, erff and expf are scalar calls, so a loop over them never vectorizes; they
- * were the largest cost outside BLAS in a training step (tanh of the additive attention's
- * [B,T,T,a] energies). These branch-free forms use GCC/Clang vector extensions, so they
- * compile to SSE2 at the baseline ISA and wider where the compiler may. Against double
- * precision on a dense grid: tanh and erf (Eigen's rational approximations on a clamped
- * input) within 4.5e-7 absolute, exp (Cephes' expf) within 1e-7 relative. NaN stays NaN. */
-typedef float vf __attribute__((vector_size(16)));
-typedef int32_t vi __attribute__((vector_size(16)));
-enum { VL = (int)(sizeof(vf) / sizeof(float)), VEC_CHUNK = 4096 };
+/* ---- the transcendental activations: vector spans (ops/vmath.h), AVX2 where the CPU has
+ * it (runtime/cpu/vec_avx2.c), over VEC_CHUNK-element chunks that threads split ---- */
+#define VM_BYTES 16
+#define VM_FN(name) name##_base
+#include "ops/vmath.h"
+#include "runtime/cpu/vec.h"
 
-static inline vf vsplat(float a) {
-    return (vf){a, a, a, a};
-}
-static inline vf vsel(vi m, vf a, vf b) { /* m ? a : b, lane by lane (m all ones or zeros) */
-    return (vf)((m & (vi)a) | (~m & (vi)b));
-}
-static inline vf vabs(vf x) {
-    return (vf)((vi)x & (vi){0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff});
-}
-/* x clamped to [lo, hi]; comparisons are false for NaN, which passes through. */
-static inline vf vclamp(vf x, float lo, float hi) {
-    x = vsel(x > vsplat(hi), vsplat(hi), x);
-    return vsel(x < vsplat(lo), vsplat(lo), x);
-}
+enum { VEC_CHUNK = 4096 };
 
-static inline vf vtanh(vf x) {
-    /* Beyond +-7.9053 the rational is exactly +-1 in float. */
-    vf c = vclamp(x, -7.90531110763549805f, 7.90531110763549805f), x2 = c * c;
-    vf p = vsplat(-2.76076847742355e-16f);
-    p = p * x2 + vsplat(2.00018790482477e-13f);
-    p = p * x2 + vsplat(-8.60467152213735e-11f);
-    p = p * x2 + vsplat(5.12229709037114e-08f);
-    p = p * x2 + vsplat(1.48572235717979e-05f);
-    p = p * x2 + vsplat(6.37261928875436e-04f);
-    p = p * x2 + vsplat(4.89352455891786e-03f);
-    vf q = vsplat(1.19825839466702e-06f);
-    q = q * x2 + vsplat(1.18534705686654e-04f);
-    q = q * x2 + vsplat(2.26843463243900e-03f);
-    q = q * x2 + vsplat(4.89352518554385e-03f);
-    return vsel(vabs(x) < vsplat(0.0004f), x, p * c / q);
-}
+typedef void (*span1_fn)(const float *x, float *y, int64_t n, bool approx);
 
-static inline vf verf(vf x) {
-    vf c = vclamp(x, -4.0f, 4.0f), x2 = c * c; /* erf(4) is 1 in float */
-    vf p = vsplat(-2.72614225801306e-10f);
-    p = p * x2 + vsplat(2.77068142495902e-08f);
-    p = p * x2 + vsplat(-2.10102402082508e-06f);
-    p = p * x2 + vsplat(-5.69250639462346e-05f);
-    p = p * x2 + vsplat(-7.34990630326855e-04f);
-    p = p * x2 + vsplat(-2.95459980854025e-03f);
-    p = p * x2 + vsplat(-1.60960333262415e-02f);
-    vf q = vsplat(-1.45660718464996e-05f);
-    q = q * x2 + vsplat(-2.13374055278905e-04f);
-    q = q * x2 + vsplat(-1.68282697438203e-03f);
-    q = q * x2 + vsplat(-7.37332916720468e-03f);
-    q = q * x2 + vsplat(-1.42647390514189e-02f);
-    return p * c / q;
-}
-
-static inline vf vexp(vf x) {
-    const float hi = 88.72283935546875f, lo = -87.33654475f; /* lo: 2^n stays normal */
-    vf c = vclamp(x, lo, hi);
-    /* n = round(x / ln 2) by the 1.5 * 2^23 trick (no rounding call), r = x - n ln 2 in two
-     * parts, e^r by a degree-6 polynomial, 2^n built in the exponent bits. */
-    const float magic = 12582912.0f;
-    vf t = c * vsplat(1.44269504088896341f) + vsplat(magic), n = t - vsplat(magic);
-    vf r = c - n * vsplat(0.693359375f);
-    r = r - n * vsplat(-2.12194440e-4f);
-    vf p = vsplat(1.9875691500e-4f);
-    p = p * r + vsplat(1.3981999507e-3f);
-    p = p * r + vsplat(8.3334519073e-3f);
-    p = p * r + vsplat(4.1665795894e-2f);
-    p = p * r + vsplat(1.6666665459e-1f);
-    p = p * r + vsplat(5.0000001201e-1f);
-    p = p * r * r + r + vsplat(1.0f);
-    const int32_t bias = 0x4B400000 - 127; /* magic's bits, less the exponent bias */
-    vi e = ((vi)t - (vi){bias, bias, bias, bias}) << 23;
-    vf y = p * (vf)e;
-    y = vsel(x > vsplat(hi), vsplat(INFINITY), y);
-    return vsel(x < vsplat(lo), vsplat(0.0f), y);
-}
-
-static inline vf vsigmoid(vf x) {
-    /* e^-|x| never overflows; 1 / (1 + e) or e / (1 + e) by the sign keeps relative accuracy
-     * in both tails. */
-    vf e = vexp(-vabs(x));
-    return vsel(x >= vsplat(0.0f), vsplat(1.0f), e) / (vsplat(1.0f) + e);
-}
-
-#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
-
-/* Gelu with ONNX's approximate = "none" (erf) or "tanh". */
-static inline vf vgelu(vf x, bool approx) {
-    if (approx)
-        return vsplat(0.5f) * x *
-               (vsplat(1.0f) + vtanh(vsplat(GELU_K) * (x + vsplat(0.044715f) * x * x * x)));
-    return vsplat(0.5f) * x * (vsplat(1.0f) + verf(x * vsplat(0.70710678118654752f)));
-}
-
-static inline vf vgelu_grad(vf x, bool approx) {
-    if (approx) {
-        vf t = vtanh(vsplat(GELU_K) * (x + vsplat(0.044715f) * x * x * x));
-        vf du = vsplat(GELU_K) * (vsplat(1.0f) + vsplat(3.0f * 0.044715f) * x * x);
-        return vsplat(0.5f) * (vsplat(1.0f) + t) + vsplat(0.5f) * x * (vsplat(1.0f) - t * t) * du;
+static at_status span1_run(at_kernel_ctx *k, span1_fn f) {
+    const float *X = (const float *)k->in[0].data;
+    float *Y = (float *)k->out[0].data;
+    int64_t n = at_shape_numel(&k->out[0].shape), chunks = (n + VEC_CHUNK - 1) / VEC_CHUNK;
+    const bool approx = strcmp(at_attr_str(k->node, "approximate", "none"), "tanh") == 0;
+#pragma omp parallel for num_threads(k->threads) if (n > PAR_MIN) schedule(static)
+    for (int64_t ch = 0; ch < chunks; ch++) {
+        int64_t i = ch * VEC_CHUNK, end = i + VEC_CHUNK < n ? i + VEC_CHUNK : n;
+        f(X + i, Y + i, end - i, approx);
     }
-    vf cdf = vsplat(0.5f) * (vsplat(1.0f) + verf(x * vsplat(0.70710678118654752f)));
-    vf pdf = vsplat(0.3989422804014327f) * vexp(vsplat(-0.5f) * x * x);
-    return cdf + x * pdf;
+    return AT_OK;
 }
 
-/* Loads up to VL floats (the rest zero) and stores the first m lanes back. */
-static inline vf vload(const float *p, int64_t m) {
-    vf v = vsplat(0.0f);
-    memcpy(&v, p, (size_t)m * sizeof(float));
-    return v;
+static at_status gelu_cpu(at_kernel_ctx *k) {
+    return span1_run(k, at_cpu_avx2() ? at_vm_gelu_avx2 : at_vm_gelu_base);
 }
-
-/* A unary kernel over VEC_CHUNK-element chunks (threads split the chunks), VL lanes at a
- * time; in place (Y == X) is fine. */
-#define DEFINE_UNARY_VEC(NAME, VEXPR)                                                              \
-    static at_status NAME##_cpu(at_kernel_ctx *k) {                                                \
-        const float *X = (const float *)k->in[0].data;                                             \
-        float *Y = (float *)k->out[0].data;                                                        \
-        int64_t n = at_shape_numel(&k->out[0].shape), chunks = (n + VEC_CHUNK - 1) / VEC_CHUNK;    \
-        const bool approx = strcmp(at_attr_str(k->node, "approximate", "none"), "tanh") == 0;      \
-        (void)approx;                                                                              \
-        _Pragma("omp parallel for num_threads(k->threads) if(n > PAR_MIN) schedule(static)") for ( \
-            int64_t ch = 0; ch < chunks; ch++) {                                                   \
-            int64_t end = (ch + 1) * VEC_CHUNK < n ? (ch + 1) * VEC_CHUNK : n, i = ch * VEC_CHUNK; \
-            for (; i + VL <= end; i += VL) {                                                       \
-                vf x;                                                                              \
-                memcpy(&x, X + i, sizeof x);                                                       \
-                vf y = (VEXPR);                                                                    \
-                memcpy(Y + i, &y, sizeof y);                                                       \
-            }                                                                                      \
-            if (i < end) {                                                                         \
-                vf x = vload(X + i, end - i);                                                      \
-                vf y = (VEXPR);                                                                    \
-                memcpy(Y + i, &y, (size_t)(end - i) * sizeof(float));                              \
-            }                                                                                      \
-        }                                                                                          \
-        return AT_OK;                                                                              \
-    }
+static at_status tanh_cpu(at_kernel_ctx *k) {
+    return span1_run(k, at_cpu_avx2() ? at_vm_tanh_avx2 : at_vm_tanh_base);
+}
+static at_status sigmoid_cpu(at_kernel_ctx *k) {
+    return span1_run(k, at_cpu_avx2() ? at_vm_sigmoid_avx2 : at_vm_sigmoid_base);
+}
 
 DEFINE_UNARY_F32(relu, x > 0 ? x : 0.0f)
-DEFINE_UNARY_VEC(gelu, vgelu(x, approx))
-DEFINE_UNARY_VEC(tanh, vtanh(x))
-DEFINE_UNARY_VEC(sigmoid, vsigmoid(x))
 DEFINE_UNARY_F32(exp, expf(x))
 DEFINE_UNARY_F32(log, logf(x))
 DEFINE_UNARY_F32(sqrt, sqrtf(x))
@@ -630,26 +516,18 @@ static at_status clip_grad_cpu(at_kernel_ctx *k) {
         return AT_OK;                                                                              \
     }
 
-/* GeluGrad(dy, x) over chunks, VL lanes at a time, as DEFINE_UNARY_VEC. */
+/* GeluGrad(dy, x) over chunks, as the activations above. */
 static at_status gelu_grad_cpu(at_kernel_ctx *k) {
     const float *D = k->in[0].data, *S = k->in[1].data;
     float *Y = k->out[0].data;
     int64_t n = at_shape_numel(&k->out[0].shape), chunks = (n + VEC_CHUNK - 1) / VEC_CHUNK;
     const bool approx = strcmp(at_attr_str(k->node, "approximate", "none"), "tanh") == 0;
+    void (*f)(const float *, const float *, float *, int64_t, bool) =
+        at_cpu_avx2() ? at_vm_gelu_grad_avx2 : at_vm_gelu_grad_base;
 #pragma omp parallel for num_threads(k->threads) if (n > PAR_MIN) schedule(static)
     for (int64_t ch = 0; ch < chunks; ch++) {
-        int64_t end = (ch + 1) * VEC_CHUNK < n ? (ch + 1) * VEC_CHUNK : n, i = ch * VEC_CHUNK;
-        for (; i + VL <= end; i += VL) {
-            vf d, x;
-            memcpy(&d, D + i, sizeof d);
-            memcpy(&x, S + i, sizeof x);
-            vf y = d * vgelu_grad(x, approx);
-            memcpy(Y + i, &y, sizeof y);
-        }
-        if (i < end) {
-            vf y = vload(D + i, end - i) * vgelu_grad(vload(S + i, end - i), approx);
-            memcpy(Y + i, &y, (size_t)(end - i) * sizeof(float));
-        }
+        int64_t i = ch * VEC_CHUNK, end = i + VEC_CHUNK < n ? i + VEC_CHUNK : n;
+        f(D + i, S + i, Y + i, end - i, approx);
     }
     return AT_OK;
 }
