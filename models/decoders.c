@@ -4,7 +4,9 @@
  * dropout -> linear -> intent logits.
  * Entity: for each token t, attention with query R_entity[t] over all tokens (second
  * component) -> c_t; a_t = tanh(W_c [c_t; R_entity[t]]) -> dropout -> linear -> slot logits.
- * Slot gate (Goo et al. 2018): g_t = v . tanh(W c_t + V c_intent), c_t scaled by g_t. */
+ * Slot gate (Goo et al. 2018): g_t = v . tanh(W c_t + V c_intent), c_t scaled by g_t.
+ * CRF (crf): transition, start and end scores over the slot tags, zero at init (so the CRF
+ * starts as the per-token softmax); created last, so the other parameters' init is unchanged. */
 #include "models/nlu_parts.h"
 
 enum { G_DEC = AT_NLU_G_DECODERS };
@@ -40,4 +42,15 @@ void nlu_decoders(nlu_ctx *c, at_val r_intent, at_val r_entity, nlu_heads *out) 
                                       NLU_INIT_XAVIER, G_DEC, "dec.entity.wc"));
     out->slot_logits = nlu_linear(c, nlu_dropout(c, at), a, c->n_slots, true, NLU_INIT_XAVIER,
                                   G_DEC, "dec.entity.out");
+    if (cfg->crf) {
+        at_val crf[3];
+        nlu_crf_params(c, crf);
+    }
+}
+
+void nlu_crf_params(nlu_ctx *c, at_val out[3]) {
+    int64_t k = c->n_slots;
+    out[0] = nlu_param(c, G_DEC, AT_SHAPE(k, k), NLU_INIT_ZERO, "dec.crf.transitions");
+    out[1] = nlu_param(c, G_DEC, AT_SHAPE(k), NLU_INIT_ZERO, "dec.crf.start");
+    out[2] = nlu_param(c, G_DEC, AT_SHAPE(k), NLU_INIT_ZERO, "dec.crf.end");
 }

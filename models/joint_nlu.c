@@ -210,6 +210,16 @@ static void finish_path(nlu_ctx *c, at_nlu_net *net, at_nlu_path *p) {
                        : at_add(g, p->loss_main, at_mul(g, net->lambda, a.loss_adv));
 }
 
+/* crf: the Viterbi tags of slot logits [B,T,n_slots] (0 at padding). */
+static at_val crf_decode(nlu_ctx *c, at_val logits) {
+    if (logits == AT_NONE) return AT_NONE;
+    at_val p[3], tags;
+    nlu_crf_params(c, p);
+    at_val in[5] = {logits, c->mask, p[0], p[1], p[2]};
+    return at_node_add(c->g, "CRFDecode", AT_DOMAIN_ATTUNE, in, 5, &tags, 1, NULL, 0) < 0 ? AT_NONE
+                                                                                          : tags;
+}
+
 static at_status build_step(at_graph *g, const at_nlu_config *cfg, at_nlu_net *net, at_nlu_step k,
                             at_val loss, uint32_t groups) {
     at_nlu_update_set *u = &net->steps[k];
@@ -302,12 +312,18 @@ at_status nlu_build(at_graph *g, const at_nlu_config *cfg, const nlu_sizes *sz, 
     tapes_free(&tp);
     finish_path(&c, net, &net->off);
     if (on) finish_path(&c, net, &net->on);
+    if (cfg->crf) {
+        net->off.slot_tags = crf_decode(&c, net->off.slot_logits);
+        net->on.slot_tags = crf_decode(&c, net->on.slot_logits);
+        p->attack_slot_tags = crf_decode(&c, p->attack_slot_logits);
+    }
     name_output(g, p->intent_logits, "intent_logits");
     name_output(g, p->slot_logits, "slot_logits");
     name_output(g, p->attn_intent, "intent_attention");
     name_output(g, p->attn_entity, "slot_attention");
     name_output(g, p->s_intent, "s_intent");
     name_output(g, p->s_entity, "s_entity");
+    name_output(g, p->slot_tags, "slot_tags");
     if (at_graph_status(g)) return at_graph_status(g);
 
     uint32_t extra = (cfg->use_g ? M_GEN : 0) | (cfg->adv == AT_NLU_ADV_GRL ? M_D : 0);

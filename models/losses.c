@@ -1,5 +1,6 @@
 /* The losses of DESIGN.md section 6:
  *   L_task = CE(intent) + mean over labelled tokens of CE(slot)   (AT_IGNORE_INDEX skipped)
+ *            with crf: CE(intent) + mean over labelled sentences of the CRF's NLL of the tags
  *   L_D    = BCE(D(real), 1) + BCE(D(fake), 0)                   (real: labelled sentences)
  *   L_adv  = BCE(D(fake), 1)                                     (non-saturating)
  *   L_reg  = beta * mean over real tokens of (s - 1)^2, or |s - 1| (L1)
@@ -7,11 +8,33 @@
  * (section 6.1): the per-sentence task loss the FGSM attack differentiates, and VAT's KL. */
 #include "models/nlu_parts.h"
 
+/* The CRF's NLL per sentence [B]: 0 for a sentence without tags; positions tagged
+ * AT_IGNORE_INDEX inside a tagged sentence are marginalized. */
+static at_val crf_nll(nlu_ctx *c, const nlu_heads *h, at_val slots) {
+    at_val p[3], nll;
+    nlu_crf_params(c, p);
+    at_val in[6] = {h->slot_logits, slots, c->mask, p[0], p[1], p[2]};
+    at_attr ig = AT_ATTR_I("ignore_index", AT_IGNORE_INDEX);
+    if (at_node_add(c->g, "CRFLoss", AT_DOMAIN_ATTUNE, in, 6, &nll, 1, &ig, 1) < 0) return AT_NONE;
+    return nll;
+}
+
+/* 1 for a sentence with at least one slot label, else 0: [B] float. */
+static at_val labelled_rows(nlu_ctx *c, at_val slots) {
+    at_graph *g = c->g;
+    const int64_t t_axis = 1;
+    at_val lab =
+        at_cast(g, at_not(g, at_equal(g, slots, at_const_i64(g, AT_IGNORE_INDEX))), AT_F32);
+    return at_reduce_max(g, lab, 1, &t_axis, 0);
+}
+
 at_val nlu_task_loss(nlu_ctx *c, const nlu_heads *h, at_val slots, at_val intents) {
     at_graph *g = c->g;
     const int64_t rows[2] = {-1, c->n_slots}, flat[1] = {-1};
     at_val li =
         at_softmax_cross_entropy(g, h->intent_logits, intents, AT_NONE, "mean", AT_IGNORE_INDEX);
+    if (c->cfg->crf)
+        return at_add(g, li, nlu_weighted_mean(c, crf_nll(c, h, slots), labelled_rows(c, slots)));
     at_val ls =
         at_softmax_cross_entropy(g, at_reshape(g, h->slot_logits, 2, rows),
                                  at_reshape(g, slots, 1, flat), AT_NONE, "mean", AT_IGNORE_INDEX);
@@ -83,6 +106,8 @@ at_val nlu_sentence_loss(nlu_ctx *c, const nlu_heads *h, at_val slots, at_val in
     const int64_t rows[2] = {-1, c->n_slots}, flat[1] = {-1}, t_axis = 1;
     at_val li =
         at_softmax_cross_entropy(g, h->intent_logits, intents, AT_NONE, "none", AT_IGNORE_INDEX);
+    if (c->cfg->crf) /* the sentence's NLL is already its own (0 without tags) */
+        return at_reduce_sum(g, at_add(g, li, crf_nll(c, h, slots)), 0, NULL, 0);
     at_val ls =
         at_softmax_cross_entropy(g, at_reshape(g, h->slot_logits, 2, rows),
                                  at_reshape(g, slots, 1, flat), AT_NONE, "none", AT_IGNORE_INDEX);

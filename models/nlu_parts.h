@@ -95,6 +95,8 @@ typedef struct nlu_heads {
     at_val intent_logits, slot_logits, attn_intent, attn_entity;
 } nlu_heads;
 void nlu_decoders(nlu_ctx *c, at_val r_intent, at_val r_entity, nlu_heads *out);
+/* crf: the CRF's transitions [n_slots, n_slots], start and end [n_slots] (decoders' group). */
+void nlu_crf_params(nlu_ctx *c, at_val out[3]);
 
 /* discriminator.c: one logit per sentence [B] for the labelling (slot_vec [B,T,n_slots],
  * intent_vec [B,n_intents]) of r [B,T,d]. */

@@ -117,7 +117,8 @@ static int32_t argmax(const float *x, int64_t n) {
 }
 
 /* Runs the eval path over split in file order; calls each(sentence i, row b of the outputs).
- * attack: the predictions under the FGSM attack with eps instead (out[0], out[1] only). */
+ * attack: the predictions under the FGSM attack with eps instead (out[0], out[1] only).
+ * With a CRF, out[6] holds the Viterbi slot tags [B,T] (else its data is NULL). */
 typedef at_status (*eval_fn)(void *user, const at_split *s, int64_t i, int64_t b,
                              const at_batch *batch, const at_tensor *out, at_err *e);
 
@@ -144,6 +145,11 @@ static at_status eval_loop(at_nlu_model *m, const at_split *s, bool want_attn, b
         fetch[1] = p->attack_slot_logits;
         n_fetch = 2;
     }
+    at_val tags = attack ? p->attack_slot_tags : p->slot_tags;
+    int n_run = n_fetch + (tags != AT_NONE);
+    at_val fetch_all[7];
+    memcpy(fetch_all, fetch, sizeof fetch);
+    fetch_all[n_fetch] = tags;
     for (int64_t k = 0; !st && k < ep.n_batches; k++) {
         int64_t *idx = ep.order + ep.start[k], cnt = ep.start[k + 1] - ep.start[k];
         st = at_batch_fill(&raw, s, idx, cnt, e);
@@ -151,8 +157,12 @@ static at_status eval_loop(at_nlu_model *m, const at_split *s, bool want_attn, b
         merge(&f.b, &raw, NULL);
         at_feed feeds[12];
         int nf = make_feeds(n, &f, false, feeds);
-        at_tensor out[6];
-        st = at_session_run(sess, feeds, nf, fetch, n_fetch, out, NULL, 0);
+        at_tensor out[7] = {{0}};
+        st = at_session_run(sess, feeds, nf, fetch_all, n_run, out, NULL, 0);
+        if (!st && n_run > n_fetch && n_fetch < 6) {
+            out[6] = out[n_fetch];
+            out[n_fetch] = (at_tensor){0};
+        }
         if (st) {
             st = run_fail(m, st, e, attack ? "evaluation under attack" : "evaluation");
             break;
@@ -165,6 +175,12 @@ static at_status eval_loop(at_nlu_model *m, const at_split *s, bool want_attn, b
     return st;
 }
 
+/* Token t of row b: the CRF's tag where there is one, else the argmax of the slot logits. */
+static int32_t slot_at(const at_tensor *out, int64_t b, int64_t t, int64_t T, int64_t ns) {
+    if (out[6].data) return (int32_t)((const int64_t *)out[6].data)[b * T + t];
+    return argmax((const float *)out[1].data + (b * T + t) * ns, ns);
+}
+
 static at_status add_metrics(void *user, const at_split *s, int64_t i, int64_t b,
                              const at_batch *batch, const at_tensor *out, at_err *e) {
     at_metrics *mt = ((void **)user)[0];
@@ -172,8 +188,7 @@ static at_status add_metrics(void *user, const at_split *s, int64_t i, int64_t b
     int64_t ni = out[0].shape.dim[1], ns = out[1].shape.dim[2], T = batch->T;
     int64_t len = s->start[i + 1] - s->start[i];
     const char *pred[AT_DATA_MAX_TOKENS];
-    for (int64_t t = 0; t < len; t++)
-        pred[t] = at_vocab_str(v->slots, argmax((const float *)out[1].data + (b * T + t) * ns, ns));
+    for (int64_t t = 0; t < len; t++) pred[t] = at_vocab_str(v->slots, slot_at(out, b, t, T, ns));
     const char *intent = at_vocab_str(v->intents, argmax((const float *)out[0].data + b * ni, ni));
     return at_metrics_add(mt, s->intents ? s->intents[i] : NULL, s->intents ? intent : NULL,
                           s->slots ? s->slots + s->start[i] : NULL, s->slots ? pred : NULL,
@@ -225,7 +240,7 @@ static at_status add_pred(void *user, const at_split *s, int64_t i, int64_t b,
     if (!p->slots || !p->attn_intent || !p->attn_entity)
         return at_err_set(e, AT_E_NOMEM, "prediction: out of memory");
     for (int64_t t = 0; t < n; t++) {
-        p->slots[t] = argmax((const float *)out[1].data + (b * T + t) * ns, ns);
+        p->slots[t] = slot_at(out, b, t, T, ns);
         memcpy(p->attn_entity + t * n, (const float *)out[3].data + (b * T + t) * T,
                (size_t)n * sizeof(float));
     }

@@ -105,6 +105,9 @@ typedef struct at_nlu_config {
      * evaluation), the backward the gradient of softmax(scores + noise). */
     bool attn1_hard, attn2_hard;
     bool slot_gate; /* Goo et al. (2018) slot gate from the intent context */
+    /* A linear-chain CRF on the slot logits: the slot loss is its negative log-likelihood (mean
+     * over labelled sentences) and slots are decoded by Viterbi (output slot_tags). */
+    bool crf;
     /* discriminator and losses */
     at_nlu_adv_mode adv;
     bool d_soft;     /* false: hard one-hot + straight-through; true: smoothed gold vs softmax */
@@ -199,6 +202,7 @@ typedef struct at_nlu_path {
     at_val r_intent, r_entity;  /* [B,T,d]: H_L weighted */
     at_val intent_logits;       /* [B, n_intents] */
     at_val slot_logits;         /* [B, T, n_slots] */
+    at_val slot_tags;           /* crf: [B, T] int64 Viterbi tags (0 at padding) */
     at_val attn_intent;         /* [B, T] */
     at_val attn_entity;         /* [B, T, T]: row t holds token t's weights (multi-head: the
                                  * mean over heads) */
@@ -222,6 +226,7 @@ typedef struct at_nlu_path {
     at_val emb_grad;                                 /* [B,T,in] grad_x J (gold labels) */
     at_val attack_delta;                             /* attack_eps sign(emb_grad) on real tokens */
     at_val attack_intent_logits, attack_slot_logits; /* the predictions at x + attack_delta */
+    at_val attack_slot_tags;                         /* crf: Viterbi tags there */
     at_val loss_sent_attack;                         /* J there */
 } at_nlu_path;
 
