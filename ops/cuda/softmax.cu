@@ -70,7 +70,7 @@ static unsigned warp_grid(const at_kernel_ctx *k, int64_t rows) {
 }
 
 static at_status softmax_common(at_kernel_ctx *k, bool logsm) {
-    sm_dims d;
+    sm_dims d = {}; /* set by sm_dims_of; -O3 cannot tell */
     AT_CU_TRY(sm_dims_of(k, &k->in[0].shape, &d));
     if (d.outer * d.C * d.inner == 0) return AT_OK;
     const float *x = (const float *)k->in[0].data;
@@ -136,7 +136,7 @@ __global__ void smgrad_cols_kernel(const float *dy, const float *y, float *dx, i
 }
 
 static at_status smgrad_common(at_kernel_ctx *k, bool logsm) {
-    sm_dims d;
+    sm_dims d = {}; /* set by sm_dims_of; -O3 cannot tell */
     AT_CU_TRY(sm_dims_of(k, &k->in[1].shape, &d));
     if (d.outer * d.C * d.inner == 0) return AT_OK;
     const float *dy = (const float *)k->in[0].data, *y = (const float *)k->in[1].data;
