@@ -249,7 +249,20 @@ static int b_random_normal(at_graph *g, const at_val *in, at_val *out) {
     return 2;
 }
 
+static int b_crf_loss(at_graph *g, const at_val *in, at_val *out) {
+    return at_node_add(g, "CRFLoss", "ai.attune", in, 6, out, 1, NULL, 0) < 0 ? 0 : 1;
+}
+static int b_crf_decode(at_graph *g, const at_val *in, at_val *out) {
+    return at_node_add(g, "CRFDecode", "ai.attune", in, 5, out, 1, NULL, 0) < 0 ? 0 : 1;
+}
+
 static const int32_t k_lens[3] = {5, 3, 1};
+/* CRF: full, padded with an untagged token, unlabelled, empty */
+static const int64_t k_crf_tags[4 * 6] = {0,    8,    3,    3,    5,    1,    2,    -100,
+                                          7,    1,    -100, -100, -100, -100, -100, -100,
+                                          -100, -100, -100, -100, -100, -100, -100, -100};
+static const float k_crf_mask[4 * 6] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0,
+                                        1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 static const uint8_t k_true = 1;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -647,6 +660,29 @@ static const oh_case cases[] = {
      .rtol = 1e-4,
      .grad_atol = 1e-5,
      .grad_rtol = 1e-4},
+    {.name = "crf_loss",
+     .n_in = 6,
+     .in = {OH_F32(-2, 2, 4, 6, 9),
+            {.dt = AT_I64, .shape = AT_SHAPE(4, 6), .data = k_crf_tags},
+            {.dt = AT_F32, .shape = AT_SHAPE(4, 6), .data = k_crf_mask},
+            OH_F32(-1, 1, 9, 9),
+            OH_F32(-1, 1, 9),
+            OH_F32(-1, 1, 9)},
+     .build = b_crf_loss,
+     .atol = 1e-5,
+     .rtol = 1e-5,
+     .grad_atol = 1e-6,
+     .grad_rtol = 1e-5},
+    {.name = "crf_decode",
+     .n_in = 5,
+     .in = {OH_F32_NG(-2, 2, 4, 6, 9),
+            {.dt = AT_F32, .shape = AT_SHAPE(4, 6), .data = k_crf_mask},
+            OH_F32_NG(-1, 1, 9, 9),
+            OH_F32_NG(-1, 1, 9),
+            OH_F32_NG(-1, 1, 9)},
+     .build = b_crf_decode,
+     .atol = 0,
+     .rtol = 0},
 };
 
 /* ------------------------------------------------------------------------------------------ */

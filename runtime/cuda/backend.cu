@@ -29,6 +29,7 @@ static int register_all() {
     at_cuda_register_optim(g_kernels);
     at_cuda_register_misc(g_kernels);
     at_cuda_register_random(g_kernels);
+    at_cuda_register_crf(g_kernels);
     return 1;
 }
 static int g_registered = register_all();

@@ -216,6 +216,7 @@ void at_cuda_register_lstm(at_cuda_kernel_def *t);
 void at_cuda_register_optim(at_cuda_kernel_def *t);
 void at_cuda_register_misc(at_cuda_kernel_def *t);
 void at_cuda_register_random(at_cuda_kernel_def *t);
+void at_cuda_register_crf(at_cuda_kernel_def *t);
 
 /* ---- CUDA graphs (runtime/cuda/graph.cu), behind at_backend_ops' graph_* entries ---- */
 at_status at_cu_graph_begin(void *state, const at_backend_graph_run *run, int *mode, at_err *err);
