@@ -1,11 +1,14 @@
 /* Readable forms of a graph: a text listing close to ONNX's textual syntax
  * (what `attune inspect` prints) and Graphviz DOT. */
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "attune/io.h"
 #include "graph/ir.h"
+#include "graph/quote.h"
 
 /* How many leading values of a tensor the text form shows. */
 #define SHOW_VALUES 6
@@ -82,24 +85,55 @@ static void put_values(FILE *f, at_dtype dt, const at_shape *shape, const void *
     fputc('}', f);
 }
 
-static void put_quoted(FILE *f, const char *s, size_t max) {
-    size_t n = strlen(s);
-    fputc('"', f);
-    for (size_t i = 0; i < n && i < max; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", f);
-        else if (c == '\t')
-            fputs("\\t", f);
-        else if (c < 32)
-            fprintf(f, "\\x%02x", c);
-        else
-            fputc(c, f);
+/* Names and strings come from files that may be corrupt: control bytes and invalid UTF-8 are
+ * written as \xNN (graph/quote.h) so that none reaches a terminal as it is. */
+
+/* A name, unquoted, whole. */
+static void put_name(FILE *f, const char *s) {
+    if (!s) return;
+    size_t n = strlen(s), i = 0;
+    char b[256];
+    while (i < n) {
+        i += at_escape(b, sizeof b, s + i, n - i, n - i);
+        fputs(b, f);
     }
+}
+
+/* Up to max bytes of s inside double quotes: '"', '\\', newline and tab as C escapes (for
+ * DOT, the \xNN escapes' backslash doubled too, and tab left as it is). Returns the bytes
+ * shown; a character that max would cut is left out. */
+static size_t put_cstr(FILE *f, const char *s, size_t max, bool dot) {
+    size_t n = strlen(s), i = 0;
+    if (max > n) max = n;
+    const char *special = dot ? "\"\\\n" : "\"\\\n\t";
+    char b[256];
+    while (i < max) {
+        size_t j = i;
+        while (j < max && !strchr(special, s[j])) j++;
+        while (i < j) {
+            size_t k = at_escape(b, sizeof b, s + i, n - i, j - i);
+            if (k == 0) return i;
+            for (const char *p = b; *p; p++) {
+                if (dot && *p == '\\') fputc('\\', f);
+                fputc(*p, f);
+            }
+            i += k;
+        }
+        if (i < max) {
+            char c = s[i++];
+            fputc('\\', f);
+            fputc(c == '\n' ? 'n' : c == '\t' ? 't' : c, f);
+        }
+    }
+    return i;
+}
+
+static void put_quoted(FILE *f, const char *s, size_t max) {
     fputc('"', f);
-    if (n > max) fprintf(f, "... (%zu bytes)", n);
+    size_t shown = put_cstr(f, s, max, false);
+    fputc('"', f);
+    size_t n = strlen(s);
+    if (shown < n) fprintf(f, "... (%zu bytes)", n);
 }
 
 static void put_type(FILE *f, const at_graph *g, at_val v) {
@@ -109,7 +143,8 @@ static void put_type(FILE *f, const at_graph *g, at_val v) {
 }
 
 static void put_attr(FILE *f, const at_attr_rec *a) {
-    fprintf(f, "%s = ", a->name);
+    put_name(f, a->name);
+    fputs(" = ", f);
     switch (a->kind) {
     case AT_ATTR_INT:
         fprintf(f, "%lld", (long long)a->i);
@@ -188,13 +223,15 @@ at_status at_graph_write_text(const at_graph *g, FILE *f) {
     for (int i = 0; i < g->n_inputs; i++) {
         fputs(i ? ", " : "", f);
         put_type(f, g, g->inputs[i]);
-        fprintf(f, " %s", g->vals[g->inputs[i]].name);
+        fputc(' ', f);
+        put_name(f, g->vals[g->inputs[i]].name);
     }
     fputs(") => (", f);
     for (int i = 0; i < g->n_outputs; i++) {
         fputs(i ? ", " : "", f);
         put_type(f, g, g->outputs[i]);
-        fprintf(f, " %s", g->vals[g->outputs[i]].name);
+        fputc(' ', f);
+        put_name(f, g->vals[g->outputs[i]].name);
     }
     fputs(")\n", f);
 
@@ -207,7 +244,8 @@ at_status at_graph_write_text(const at_graph *g, FILE *f) {
             if (r->kind == AT_VALUE_PARAM) fprintf(f, "[group %d]", r->group);
             fputc(' ', f);
             put_type(f, g, v);
-            fprintf(f, " %s", r->name);
+            fputc(' ', f);
+            put_name(f, r->name);
             put_values(f, r->dtype, &r->shape, r->data);
             fputc('\n', f);
         }
@@ -217,11 +255,19 @@ at_status at_graph_write_text(const at_graph *g, FILE *f) {
     fputs("nodes {\n", f);
     for (int i = 0; i < g->n_nodes; i++) {
         const at_node_rec *n = &g->nodes[i];
-        fprintf(f, "  [%s] ", n->name ? n->name : "");
-        for (int j = 0; j < n->n_out; j++)
-            fprintf(f, "%s%s", j ? ", " : "", n->out[j] == AT_NONE ? "" : g->vals[n->out[j]].name);
-        fprintf(f, " = %s%s%s", n->domain && *n->domain ? n->domain : "",
-                n->domain && *n->domain ? "." : "", n->op_type);
+        fputs("  [", f);
+        put_name(f, n->name);
+        fputs("] ", f);
+        for (int j = 0; j < n->n_out; j++) {
+            fputs(j ? ", " : "", f);
+            if (n->out[j] != AT_NONE) put_name(f, g->vals[n->out[j]].name);
+        }
+        fputs(" = ", f);
+        if (n->domain && *n->domain) {
+            put_name(f, n->domain);
+            fputc('.', f);
+        }
+        put_name(f, n->op_type);
         if (n->n_attrs) {
             fputc('<', f);
             for (int k = 0; k < n->n_attrs; k++) {
@@ -231,8 +277,10 @@ at_status at_graph_write_text(const at_graph *g, FILE *f) {
             fputc('>', f);
         }
         fputc('(', f);
-        for (int k = 0; k < n->n_in; k++)
-            fprintf(f, "%s%s", k ? ", " : "", n->in[k] == AT_NONE ? "" : g->vals[n->in[k]].name);
+        for (int k = 0; k < n->n_in; k++) {
+            fputs(k ? ", " : "", f);
+            if (n->in[k] != AT_NONE) put_name(f, g->vals[n->in[k]].name);
+        }
         fputs(")  # ", f);
         for (int j = 0; j < n->n_out; j++) {
             fputs(j ? ", " : "", f);
@@ -259,13 +307,7 @@ at_status at_graph_write_text(const at_graph *g, FILE *f) {
 /* ---- DOT ---- */
 
 static void dot_str(FILE *f, const char *s) {
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', f);
-        if (*s == '\n')
-            fputs("\\n", f);
-        else
-            fputc(*s, f);
-    }
+    if (s) put_cstr(f, s, SIZE_MAX, true);
 }
 
 static void dot_type(FILE *f, const at_graph *g, at_val v) {

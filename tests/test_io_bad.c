@@ -407,6 +407,57 @@ static void test_quote(void) {
     CHECK(!strcmp(msg, "x\\x1by\\xff"), "msg: %s", msg);
 }
 
+/* Loads a mutated model, or exits. */
+static at_graph *load_or_die(void (*mut)(Model *)) {
+    Model *m = onnx__model_proto__unpack(NULL, good_len, good);
+    mut(m);
+    size_t n = onnx__model_proto__get_packed_size(m);
+    uint8_t *b = malloc(n + 1);
+    onnx__model_proto__pack(m, b);
+    onnx__model_proto__free_unpacked(m, NULL);
+    at_err e = {0};
+    at_graph *g = at_graph_load_bytes(b, n, &e);
+    free(b);
+    if (!g) {
+        fprintf(stderr, "the mutated model does not load: %s\n", e.msg);
+        exit(1);
+    }
+    return g;
+}
+
+static void garbage_but_loads(Model *m) {
+    set_str(&node(m, "add")->name, "a\x1b[2J\xff\"\\");
+    set_str(&m->metadata_props[0]->value, "v\x01\xc0\t\"");
+}
+
+/* Each line printable (see printable()). */
+static bool printable_lines(char *text) {
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        if (!printable(line)) return false;
+    return true;
+}
+
+/* The text form and DOT of a graph show names from the file escaped, not as they are. */
+static void test_text_escaped(void) {
+    at_graph *g = load_or_die(garbage_but_loads);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CHECK(at_graph_write_text(g, f) == AT_OK, "write_text");
+    fclose(f);
+    CHECK(strstr(buf, "[a\\x1b[2J\\xff\"\\] y = Add(h, b)") != NULL, "text form: %s", buf);
+    CHECK(strstr(buf, "\"v\\x01\\xc0\\t\\\"\"") != NULL, "metadata value: %s", buf);
+    CHECK(printable_lines(buf), "the text form has raw control bytes or invalid UTF-8");
+    free(buf);
+    f = open_memstream(&buf, &len);
+    CHECK(at_graph_write_dot(g, f) == AT_OK, "write_dot");
+    fclose(f);
+    CHECK(strstr(buf, "label=\"Add\\na\\\\x1b[2J\\\\xff\\\"\\\\\"") != NULL, "dot: %s", buf);
+    CHECK(printable_lines(buf), "the DOT form has raw control bytes or invalid UTF-8");
+    free(buf);
+    at_graph_free(g);
+}
+
 static void test_mutations(void) {
     EXPECT(no_ir_version, AT_E_FORMAT, "missing ir_version");
     EXPECT(no_graph, AT_E_FORMAT, "missing graph");
@@ -613,6 +664,7 @@ int main(void) {
     test_mutations();
     test_quote();
     test_garbage_quoted();
+    test_text_escaped();
     test_truncated();
     test_random();
     test_many_messages();

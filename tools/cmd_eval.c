@@ -1,6 +1,7 @@
 /* attune eval: intent accuracy, slot F1 by the conlleval rules with a per-type table, and
  * sentence accuracy of a model on a split; with --attack fgsm, the same metrics under FGSM on
  * the word embeddings for each eps of a list. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,8 +190,15 @@ int cmd_eval(int argc, char **argv) {
         fprintf(f, "}\n");
     } else {
         printf("%s on %s: %lld sentences\n", model_path, s->path, (long long)sum.sentences);
+        errno = 0;
         if (at_metrics_print(mt, stdout, &e) != AT_OK) {
-            rc = cli_fail(CLI_EXIT_FAIL, CMD, "%s", e.msg);
+            /* at_metrics_print does not say why a write failed; errno still does. */
+            int err = errno;
+            if (e.code == AT_E_IO && ferror(stdout))
+                rc = cli_fail(CLI_EXIT_FAIL, CMD, "writing to stdout failed: %s",
+                              err ? strerror(err) : "I/O error");
+            else
+                rc = cli_fail(CLI_EXIT_FAIL, CMD, "%s", e.msg);
             goto done;
         }
         if (attack) {
