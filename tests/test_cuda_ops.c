@@ -6,13 +6,15 @@
  * its clone on the GPU, parameters compared after at_session_sync.
  *
  * Without a usable GPU (no device, no driver, or a build without CUDA) every case is skipped,
- * saying why, and the test passes. ATTUNE_CUDA_TEST_SEED changes the random inputs. */
+ * saying why, and the test passes, unless an op has no CUDA kernel (checked without a GPU).
+ * ATTUNE_CUDA_TEST_SEED changes the random inputs. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "op_harness.h"
+#include "runtime/backend.h"
 
 static uint64_t g_seed = 0;
 
@@ -915,6 +917,24 @@ static const struct {
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* Every op of ops/ops.def has a CUDA kernel: checked without a GPU too (the kernel table is
+ * filled when the library loads), so an op added without one fails here, in every CUDA build. */
+static int check_coverage(void) {
+    const at_backend_ops *be = at_cuda_backend();
+    if (!be) {
+        printf("SKIP coverage: a build without CUDA\n");
+        return 0;
+    }
+    int missing = 0;
+    for (int op = 0; op < AT_OP_COUNT; op++)
+        if (!be->kernel(op)) {
+            fprintf(stderr, "FAIL coverage: op %s has no CUDA kernel\n", at_op_table[op]->name);
+            missing++;
+        }
+    if (!missing) printf("ok   coverage: all %d ops have a CUDA kernel\n", AT_OP_COUNT);
+    return missing;
+}
+
 /* Why CUDA cannot run here, or NULL when it can. */
 static const char *cuda_unavailable(char *buf, size_t cap) {
     at_graph *g = at_graph_new();
@@ -941,14 +961,16 @@ int main(int argc, char **argv) {
     int n_cases = (int)(sizeof cases / sizeof *cases);
     int n_opt = (int)(sizeof opt_cases / sizeof *opt_cases);
     char why[1100];
+    int uncovered = check_coverage();
     if (cuda_unavailable(why, sizeof why)) {
         /* The backend's own message already reads "no CUDA device (...)" when that is why. */
         if (strncmp(why, "no CUDA device", 14) == 0)
             printf("SKIP: %s\n", why);
         else
             printf("SKIP: no CUDA device (%s)\n", why);
-        printf("test_cuda_ops: 0 passed, 0 failed, %d skipped\n", n_cases + n_opt);
-        return 0;
+        printf("test_cuda_ops: 0 passed, %d failed, %d skipped\n", uncovered ? 1 : 0,
+               n_cases + n_opt);
+        return uncovered ? 1 : 0;
     }
     int passed = 0, failed = 0;
     for (int i = 0; i < n_cases; i++) {
@@ -969,6 +991,7 @@ int main(int argc, char **argv) {
             printf("ok   %s\n", opt_cases[i].name);
         }
     }
+    if (uncovered) failed++;
     printf("test_cuda_ops: %d passed, %d failed, 0 skipped\n", passed, failed);
     return failed ? 1 : 0;
 }
