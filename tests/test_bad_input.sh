@@ -84,6 +84,7 @@ D="$T/data"
 TINY="--kind bilstm --layers 1 --emb 8 --dim 8 --attn-size 8 --gen-dim 8 --gen-heads 2
       --disc-channels 4 --disc-hidden 4"
 FAST="--epochs0 1 --epochs1 1 --epochs2 1 --max-steps 2 --batch 16 --threads 1 --progress none"
+BENCH="--steps 1 --warmup 0 --batch 2 --seq 4 --threads 1 $TINY"
 "$A" build --data "$D" $TINY -o "$T/m.onnx" >/dev/null || { echo "FAIL: build" >&2; exit 1; }
 "$A" train "$T/m.onnx" --data "$D" $FAST -o "$T/t.onnx" --checkpoint-dir "$T/ck" >/dev/null ||
     { echo "FAIL: train" >&2; exit 1; }
@@ -279,7 +280,7 @@ as_train() {
     rm -rf "$T/ds_$1/train"
     cp -r "$T/$1" "$T/ds_$1/train"
 }
-# data_cmds RC TEXT NAME: build and train on split NAME as train/, eval on it; the message
+# data_cmds RC TEXT NAME: build, train and bench on split NAME as train/, eval on it; the message
 # must hold the folder followed by TEXT.
 data_cmds() {
     local rc=$1 text=$2 name=$3
@@ -287,6 +288,7 @@ data_cmds() {
     expect "$rc" "$T/ds_$name/train/$text" build --data "$T/ds_$name" $TINY -o "$T/never.onnx"
     expect "$rc" "$T/ds_$name/train/$text" train "$M" --data "$T/ds_$name" $FAST \
         -o "$T/never.onnx"
+    expect "$rc" "$T/ds_$name/train/$text" bench --data "$T/ds_$name" $BENCH
     expect "$rc" "$T/$name/$text" eval "$TM" --data "$T/$name"
     absent "$T/never.onnx"
 }
@@ -322,6 +324,8 @@ fi
 row="empty data files"
 mkdata empty '' '' ''
 data_cmds 2 "seq.in: empty file (no tokens)" empty
+IN="$T/empty/seq.in" expect 0 "" predict "$TM"
+[ -s "$T/out" ] && fail "predict on an empty stdin printed something" || ok
 mkdata emptyout 'play jazz\n' '' 'play_music\n'
 expect 2 "emptyout/seq.out: empty file (no tokens)" eval "$TM" --data "$T/emptyout"
 expect 2 "empty/seq.in: empty file (no tokens)" train "$M" --data "$D" $FAST \
@@ -345,6 +349,8 @@ LC_ALL=C awk 'BEGIN { for (i = 0; i < 200000; i++) printf "O "; print "" }' >"$T
 echo play_music >"$T/long/label"
 expect 2 "long/seq.in:1: 200000 tokens (limit 512)" eval "$TM" --data "$T/long"
 IN="$T/long/seq.in" expect 2 "stdin:1: 200000 tokens (limit 512)" predict "$TM"
+expect 2 "sentence 1:1: 600 tokens (limit 512)" predict "$TM" \
+    "$(LC_ALL=C awk 'BEGIN { for (i = 0; i < 600; i++) printf "play "; print "" }')"
 
 row="invalid UTF-8"
 mkdata utf_in 'play \377 jazz\n' 'O O O\n' 'play_music\n'
@@ -365,6 +371,7 @@ expect 2 "/nonexistent/data: no such folder" build --data /nonexistent/data -o "
 expect 2 "/nonexistent/data: no such folder" train "$M" --data /nonexistent/data $FAST \
     -o "$T/never.onnx"
 expect 2 "/nonexistent/data: no such folder" eval "$TM" --data /nonexistent/data
+expect 2 "/nonexistent/data: no such folder" bench --data /nonexistent/data $BENCH
 expect 2 "$D/nope: no such folder" eval "$TM" --data "$D" --split nope
 mkdir -p "$T/notrain"
 expect 2 "$T/notrain/train: no such folder" build --data "$T/notrain" -o "$T/never.onnx"
@@ -374,6 +381,12 @@ expect 2 "-o /nonexistent/t.onnx: the folder /nonexistent does not exist" train 
     --data "$D" $FAST -o /nonexistent/t.onnx
 expect 2 "--heatmap /nonexistent/h.svg: the folder /nonexistent does not exist" predict "$TM" \
     --heatmap /nonexistent/h.svg "play jazz"
+expect 2 "--metrics /nonexistent/m.jsonl: the folder /nonexistent does not exist" train "$M" \
+    --data "$D" $FAST -o "$T/never.onnx" --metrics /nonexistent/m.jsonl
+expect 2 "--plot /nonexistent/p.svg: the folder /nonexistent does not exist" train "$M" \
+    --data "$D" $FAST -o "$T/never.onnx" --plot /nonexistent/p.svg
+expect 2 "-o /nonexistent/g.dot: the folder /nonexistent does not exist" inspect "$M" \
+    -o /nonexistent/g.dot
 absent "$T/never.onnx"
 
 # ==== unwritable outputs (root writes through chmod, so: a file as the parent, /proc) ====
@@ -386,6 +399,10 @@ expect 1 "--checkpoint-dir $F/ck: Not a directory" train "$M" --data "$D" $FAST 
 expect 2 "-o $F/g.dot: $F is a file, not a folder" inspect "$M" --dot -o "$F/g.dot"
 expect 2 "--heatmap $F/h.svg: $F is a file, not a folder" predict "$TM" --heatmap "$F/h.svg" \
     "play jazz"
+expect 2 "--metrics $F/m.jsonl: $F is a file, not a folder" train "$M" --data "$D" $FAST \
+    -o "$T/never.onnx" --metrics "$F/m.jsonl"
+expect 2 "--plot $F/sub/p.svg: $F is a file, not a folder" train "$M" --data "$D" $FAST \
+    -o "$T/never.onnx" --plot "$F/sub/p.svg"
 if [ "$HAVE_NPY" = 1 ]; then
     expect 2 "--output-dir $F/out: $F is a file, not a folder" run "$M" \
         $(feed tok.npy mask.npy len.npy tr.npy) --output-dir "$F/out"
@@ -423,11 +440,21 @@ if [ -c /dev/full ]; then
         -o "$FULL"
     expect 1 "--heatmap $FULL: writing failed: No space left on device" predict "$TM" \
         --heatmap "$FULL" "play jazz"
+    expect 1 "--metrics $FULL: writing failed: No space left on device" train "$M" --data "$D" \
+        $FAST -o "$T/never.onnx" --metrics "$FULL"
+    absent "$T/never.onnx"
+    # The plot is drawn after the model is saved: the model is whole, the plot is lost.
+    expect 1 "--plot $FULL: writing failed: No space left on device" train "$M" --data "$D" \
+        $FAST -o "$T/plotted.onnx" --plot "$FULL"
+    "$A" inspect "$T/plotted.onnx" --summary >/dev/null 2>&1 && ok || fail "--plot lost the model"
+    rm -f "$T/plotted.onnx"
     still_device "$FULL"
     still_device /dev/full
     # stdout on a full disk
-    for args in "inspect $M --dot" "predict $TM play" "eval $TM --data $D/train --json" \
-        "build --data $D $TINY -o $T/full_stdout.onnx"; do
+    for args in "inspect $M --dot" "inspect $M --summary" "predict $TM play" \
+        "predict $TM --attention play" "eval $TM --data $D/train --json" \
+        "eval $TM --data $D/train" "build --data $D $TINY -o $T/full_stdout.onnx" \
+        "train $M --data $D $FAST -o $T/full_stdout_t.onnx" "bench $BENCH" "bench --infer $BENCH"; do
         "$A" $args >/dev/full 2>"$T/err"
         rc=$?
         if [ $rc -eq 1 ] && [ "$(wc -l <"$T/err")" -eq 1 ] &&
