@@ -23,90 +23,17 @@
 #include "attune/session.h"
 #include "check.h"
 #include "models/nlu_parts.h"
+#include "nlu_fixture.h"
 
-static at_split *g_train;
-
-typedef struct batch {
-    at_batch b;
-    int64_t chars[64 * 32 * AT_CHAR_WIDTH];
-    bool training;
-    float lambda, lr, eps;
-} batch;
-
-/* The first sentences of four different lengths, so the batch has padding. */
-static void fill_batch(batch *bt) {
-    at_err e = {0};
-    int64_t idx[4];
-    int n = 0;
-    for (int64_t i = 0; i < g_train->n && n < 4; i++) {
-        int64_t len = g_train->start[i + 1] - g_train->start[i];
-        bool seen = false;
-        for (int k = 0; k < n; k++)
-            seen |= g_train->start[idx[k] + 1] - g_train->start[idx[k]] == len;
-        if (!seen) idx[n++] = i;
-    }
-    CHECK_OK(at_batch_alloc(&bt->b, 4, g_train->max_len, AT_CHAR_WIDTH, &e));
-    CHECK_OK(at_batch_fill(&bt->b, g_train, idx, n, &e));
-    int64_t B = bt->b.B, T = bt->b.T, W = bt->b.W;
-    for (int64_t p = 0; p < B * T; p++)
-        for (int64_t w = 0; w < AT_CHAR_WIDTH; w++)
-            bt->chars[p * AT_CHAR_WIDTH + w] = w < W ? bt->b.chars[p * W + w] : 0;
-    bt->training = false;
-    bt->lambda = 0;
-    bt->lr = 1e-3f;
-    bt->eps = 0;
-}
-
-static int feeds(const at_nlu_net *n, batch *bt, at_feed *f) {
-    const at_batch *b = &bt->b;
-    at_shape bt2 = AT_SHAPE(b->B, b->T), bv = AT_SHAPE(b->B);
-    int k = 0;
-    f[k++] = (at_feed){n->tokens, {AT_I64, bt2, b->tokens}};
-    f[k++] = (at_feed){n->mask, {AT_F32, bt2, b->mask}};
-    if (n->lengths != AT_NONE) f[k++] = (at_feed){n->lengths, {AT_I64, bv, b->lengths}};
-    if (n->chars != AT_NONE)
-        f[k++] = (at_feed){n->chars, {AT_I64, AT_SHAPE(b->B, b->T, AT_CHAR_WIDTH), bt->chars}};
-    f[k++] = (at_feed){n->training, {AT_BOOL, AT_SCALAR, &bt->training}};
-    f[k++] = (at_feed){n->slots, {AT_I64, bt2, b->slots}};
-    f[k++] = (at_feed){n->intents, {AT_I64, bv, b->intents}};
-    f[k++] = (at_feed){n->lambda, {AT_F32, AT_SCALAR, &bt->lambda}};
-    f[k++] = (at_feed){n->lr, {AT_F32, AT_SCALAR, &bt->lr}};
-    f[k++] = (at_feed){n->attack_eps, {AT_F32, AT_SCALAR, &bt->eps}};
-    return k;
-}
-
-static at_nlu_config small_config(void) {
-    at_nlu_config c = at_nlu_config_default();
+/* The shared small configuration as a bilstm without G and D, with more dropout. */
+static at_nlu_config adv_config(void) {
+    at_nlu_config c = small_config();
     c.encoder = AT_NLU_BILSTM;
     c.layers = 1;
-    c.emb_dim = 12;
-    c.d_model = 16;
-    c.heads = 2;
-    c.ffn_dim = 24;
     c.use_g = false;
     c.adv = AT_NLU_ADV_NONE;
-    c.g_dim = 8;
-    c.g_heads = 2;
-    c.attn_dim = 8;
-    c.attn_heads = 2;
-    c.d_channels = 4;
-    c.d_hidden = 6;
-    c.char_channels = 5;
     c.dropout = 0.2f;
     return c;
-}
-
-static at_nlu_model *make(const at_nlu_config *c) {
-    at_err e = {0};
-    at_nlu_model *m = NULL;
-    at_status st = at_nlu_model_from_split(&m, c, g_train, &e);
-    CHECK(st == AT_OK, "build: %s", e.msg);
-    if (m) {
-        at_session_opts o = at_session_defaults();
-        o.threads = 1;
-        CHECK_OK(at_nlu_model_set_session(m, &o, &e));
-    }
-    return m;
 }
 
 /* Fetches n values into malloc'd copies (out[i], NULL on failure); the step is pinned first
@@ -215,7 +142,7 @@ static void check_fgsm(const at_nlu_config *c, batch *bt, float eps0, const char
 }
 
 static void test_fgsm(batch *bt) {
-    at_nlu_config c = small_config();
+    at_nlu_config c = adv_config();
     check_fgsm(&c, bt, 3e-3f, "fgsm bilstm G off");
     c.encoder = AT_NLU_TRANSFORMER;
     c.use_g = true;
@@ -228,7 +155,7 @@ static void test_fgsm(batch *bt) {
 /* The library call: eps 0 is the clean evaluation, and a large eps costs accuracy on a trained
  * model (here: trained a few steps on the sample until it fits the batch). */
 static void test_fgsm_eval(void) {
-    at_nlu_config c = small_config();
+    at_nlu_config c = adv_config();
     c.epochs[0] = 6;
     c.lr = 1e-2f;
     at_nlu_model *m = make(&c);
@@ -267,7 +194,7 @@ static void test_fgsm_eval(void) {
 /* ---- adversarial training: the training graph's gradient --------------------------------- */
 
 static void check_adv_grad(batch *bt, bool training, const char *what) {
-    at_nlu_config c = small_config();
+    at_nlu_config c = adv_config();
     c.adv_train = AT_NLU_ADV_TRAIN_FGSM;
     c.adv_eps = 0.05f;
     c.adv_alpha = 0.3f;
@@ -363,7 +290,7 @@ static void check_adv_grad(batch *bt, bool training, const char *what) {
 /* ---- VAT ---------------------------------------------------------------------------------- */
 
 static void test_vat(batch *bt) {
-    at_nlu_config c = small_config();
+    at_nlu_config c = adv_config();
     c.vat = true;
     c.vat_eps = 0;
     at_nlu_model *m = make(&c);
@@ -524,7 +451,7 @@ static float max_abs_diff(const float *a, const float *b, int n, float *scale) {
 }
 
 static void check_hard_component(at_nlu_attn_kind kind) {
-    at_nlu_config cfg = small_config();
+    at_nlu_config cfg = adv_config();
     const char *name = at_nlu_attn_name(kind);
     int heads = kind == AT_NLU_ATTN_MULTIHEAD ? cfg.attn_heads : 1;
     attn_graph hard, soft;
@@ -584,7 +511,7 @@ static void check_hard_component(at_nlu_attn_kind kind) {
 
 /* Inside the model: evaluation gives exactly one-hot attention rows in both components. */
 static void test_hard_model(batch *bt) {
-    at_nlu_config c = small_config();
+    at_nlu_config c = adv_config();
     c.attn1_hard = true;
     c.attn2_hard = true;
     at_nlu_model *m = make(&c);
@@ -654,20 +581,10 @@ static void test_config(void) {
 }
 
 int main(void) {
-    const char *src = getenv("ATTUNE_SRC");
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/data/sample/train", src ? src : "..");
-    at_err e = {0};
-    if (at_dataset_split(&g_train, dir, &e)) {
-        fprintf(stderr, "test_adversarial: %s\n", e.msg);
-        return 1;
-    }
-    at_nlu_vocab v = {0};
-    CHECK_OK(at_nlu_vocab_build(&v, g_train, NULL, &e));
-    CHECK_OK(at_split_encode(g_train, &v, NULL, &e));
-    at_nlu_vocab_free(&v);
+    if (nlu_fixture_open("test_adversarial") != 0) return 1;
     batch *bt = calloc(1, sizeof *bt);
-    fill_batch(bt);
+    fill_batch(bt, 0, 1e-3f);
+    bt->with_eps = true;
     test_config();
     test_fgsm(bt);
     test_fgsm_eval();
@@ -680,6 +597,6 @@ int main(void) {
     test_hard_model(bt);
     at_batch_free(&bt->b);
     free(bt);
-    at_split_free(g_train);
+    nlu_fixture_close();
     return check_done("test_adversarial");
 }
