@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <cblas.h>
 #include <omp.h>
 
 #include "ops/conv_index.h"
@@ -194,20 +193,6 @@ static int nthreads(const at_kernel_ctx *k) {
     return k->threads > 0 ? k->threads : omp_get_max_threads();
 }
 
-static void sgemm_rm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (M == 0 || N == 0) return;
-    if (K == 0) {
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++)
-                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, alpha, A, (int)(lda > 0 ? lda : 1), B,
-                (int)(ldb > 0 ? ldb : 1), beta, C, (int)(ldc > 0 ? ldc : 1));
-}
-
 /* col[(c, k), (i, o)] = X[n0 + i, g*Cg + c, o*s - pb + k*d], zero in the padding. */
 static void im2col(const conv_dims *d, const float *x, int64_t g, int64_t n0, int64_t cnt,
                    float *col, int nt) {
@@ -301,7 +286,7 @@ static at_status conv_cpu(at_kernel_ctx *k) {
         int64_t cnt = d.N - n0 < d.nb ? d.N - n0 : d.nb, cols = cnt * d.Lo;
         for (int64_t g = 0; g < d.G; g++) {
             im2col(&d, x, g, n0, cnt, col, nt);
-            sgemm_rm(false, false, d.Mg, cols, ck, 1.0f, w + g * d.Mg * ck, ck, col, cols, 0.0f,
+            at_sgemm(nt, false, false, d.Mg, cols, ck, 1.0f, w + g * d.Mg * ck, ck, col, cols, 0.0f,
                      blk, cols);
 #pragma omp parallel for num_threads(nt) schedule(static) if (d.Mg * cols > 32768)
             for (int64_t m = 0; m < d.Mg; m++) {
@@ -454,7 +439,7 @@ static at_status conv_gi_cpu(at_kernel_ctx *k) {
         int64_t cnt = d.N - n0 < d.nb ? d.N - n0 : d.nb, cols = cnt * d.Lo;
         for (int64_t g = 0; g < d.G; g++) {
             gather_dy(&d, dy, g, n0, cnt, blk, nt);
-            sgemm_rm(true, false, ck, cols, d.Mg, 1.0f, w + g * d.Mg * ck, ck, blk, cols, 0.0f,
+            at_sgemm(nt, true, false, ck, cols, d.Mg, 1.0f, w + g * d.Mg * ck, ck, blk, cols, 0.0f,
                      dcol, cols);
             /* col2im: each dX row is owned by one iteration, so no two threads add to it. */
 #pragma omp parallel for num_threads(nt) schedule(static) if (cnt * d.Cg * d.L > 32768)
@@ -528,8 +513,8 @@ static at_status conv_gw_cpu(at_kernel_ctx *k) {
         for (int64_t g = 0; g < d.G; g++) {
             im2col(&d, x, g, n0, cnt, col, nt);
             gather_dy(&d, dy, g, n0, cnt, blk, nt);
-            sgemm_rm(false, true, d.Mg, ck, cols, 1.0f, blk, cols, col, cols, n0 == 0 ? 0.0f : 1.0f,
-                     dw + g * d.Mg * ck, ck);
+            at_sgemm(nt, false, true, d.Mg, ck, cols, 1.0f, blk, cols, col, cols,
+                     n0 == 0 ? 0.0f : 1.0f, dw + g * d.Mg * ck, ck);
         }
     }
     return AT_OK;

@@ -70,6 +70,41 @@ static void sgemm_rm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float al
                 (int)(ldb > 0 ? ldb : 1), beta, C, (int)(ldc > 0 ? ldc : 1));
 }
 
+/* One thread pool: when OpenBLAS runs single-threaded (the session sets it so), a GEMM worth
+ * splitting is cut into nt blocks of rows (or of columns when N > M, so the smaller operand is
+ * the one each block packs again) that nt OpenMP threads run as single-threaded GEMMs. With a
+ * multi-threaded OpenBLAS the call goes to it whole: its own pool splits it, and calling it
+ * from several threads at once would make its workers contend. */
+#define PAR_MNK 2e6 /* below this M N K one thread is as fast as two (wake-up cost) */
+
+bool at_blas_single(void) {
+    return openblas_get_num_threads() == 1;
+}
+
+void at_sgemm(int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc) {
+    bool rows = M >= N;
+    int64_t total = rows ? M : N;
+    int parts = nt < total / 16 ? nt : (int)(total / 16);
+    if (parts < 2 || (double)M * (double)N * (double)K < PAR_MNK || !at_blas_single()) {
+        sgemm_rm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#pragma omp parallel for num_threads(parts) schedule(static)
+    for (int p = 0; p < parts; p++) {
+        /* block edges on multiples of 16, the kernels' register-block size */
+        int64_t lo = total * p / parts / 16 * 16,
+                hi = p == parts - 1 ? total : total * (p + 1) / parts / 16 * 16;
+        if (rows)
+            sgemm_rm(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta,
+                     C + lo * ldc, ldc);
+        else
+            sgemm_rm(ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta,
+                     C + lo, ldc);
+    }
+}
+
 static bool fits_int(int64_t v) {
     return v >= 0 && v <= INT_MAX;
 }
@@ -169,9 +204,13 @@ static at_status matmul_cpu(at_kernel_ctx *k) {
     float *y = AT_F32P(Y);
     /* B shared by every batch item (a weight): one tall GEMM over all rows of A. */
     if (batch_b == 1 && fits_int(batch * M)) {
-        sgemm_rm(false, false, batch * M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
+        at_sgemm(k->threads, false, false, batch * M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
         return AT_OK;
     }
+    /* Small products (attention heads): threads take whole items. */
+    int nt = k->threads > 1 && at_blas_single() ? k->threads : 1;
+    bool split_items = nt > 1 && (double)M * (double)N * (double)K < PAR_MNK;
+#pragma omp parallel for num_threads(nt) schedule(static) if (split_items && batch > 1)
     for (int64_t t = 0; t < batch; t++) {
         int64_t rem = t, oa = 0, ob = 0;
         for (int i = nb - 1; i >= 0; i--) {
@@ -180,8 +219,8 @@ static at_status matmul_cpu(at_kernel_ctx *k) {
             oa += idx * sta[i];
             ob += idx * stb[i];
         }
-        sgemm_rm(false, false, M, N, K, 1.0f, a + oa * M * K, K, b + ob * K * N, N, 0.0f,
-                 y + t * M * N, N);
+        at_sgemm(split_items ? 1 : k->threads, false, false, M, N, K, 1.0f, a + oa * M * K, K,
+                 b + ob * K * N, N, 0.0f, y + t * M * N, N);
     }
     return AT_OK;
 }
@@ -344,8 +383,8 @@ static at_status gemm_cpu(at_kernel_ctx *k) {
             for (int64_t j = 0; j < N; j++) y[i * N + j] = beta * cp[i * cm + j * cn];
         gemm_beta = 1.0f;
     }
-    sgemm_rm(ta, tb, M, N, K, alpha, AT_F32P(A), A->shape.dim[1], AT_F32P(B), B->shape.dim[1],
-             gemm_beta, y, N);
+    at_sgemm(k->threads, ta, tb, M, N, K, alpha, AT_F32P(A), A->shape.dim[1], AT_F32P(B),
+             B->shape.dim[1], gemm_beta, y, N);
     return AT_OK;
 }
 

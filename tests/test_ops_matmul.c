@@ -188,6 +188,10 @@ int main(int argc, char **argv) {
         MM("matmul_3d_1d", OH_F32(-1, 1, 2, 3, 4), OH_F32(-1, 1, 4)),
         MM("matmul_size1_dims", OH_F32(-1, 1, 1, 1, 4), OH_F32(-1, 1, 3, 4, 1)),
         MM("matmul_attention", OH_F32(-1, 1, 2, 7, 8), OH_F32(-1, 1, 2, 8, 7)),
+        /* few rows against a weight (the column-block path of sgemm_rm): sizes off and on
+         * the kernels' 16-wide blocks */
+        MM("matmul_few_rows_tails", OH_F32(-1, 1, 1, 21, 40), OH_F32(-1, 1, 40, 37)),
+        MM("matmul_few_rows_blocks", OH_F32(-1, 1, 2, 16, 24), OH_F32(-1, 1, 24, 32)),
         {.name = "matmul_model",
          .n_in = 2,
          .in = {OH_F32(-1, 1, 4, 16, 256), OH_F32(-1, 1, 256, 128)},
