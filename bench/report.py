@@ -287,8 +287,10 @@ def main():
            f"processes: load averages below)",
            f"- date: {m.get('date', '?')} to {end.get('date', '?')} (UTC); kernel "
            f"{m.get('kernel', '?')}; attune commit {m.get('commit', '?')} + working tree",
-           f"- threads: {m.get('threads', '?')} for every peer (attune session threads, "
-           f"torch.set_num_threads, ORT intra_op_num_threads); OMP_WAIT_POLICY="
+           f"- threads: {m.get('threads', '?')} for every peer (attune session threads: "
+           f"OpenMP, with OpenBLAS single-threaded and GEMMs split by attune; "
+           f"torch.set_num_threads with OpenBLAS at the same count; ORT intra_op_num_threads); "
+           f"OMP_WAIT_POLICY="
            f"{m.get('omp_wait_policy', '?')} for all; {m.get('rounds', '?')} interleaved rounds",
            f"- peers: PyTorch {m.get('torch', '?')} (Debian python3-torch, eager, same OpenBLAS), "
            f"ONNX Runtime {m.get('onnxruntime', '?')} (pip, CPU provider)",
@@ -339,8 +341,38 @@ def main():
     if gr is not None:
         out.append(f"| GEMM: attune MatMul >= 0.95 x OpenBLAS | lowest {gr:.2f} x | "
                    f"{verdict(gr, TARGETS['gemm'], False)} |")
-    with open(a.out, "w") as f:
-        f.write("\n".join(out) + "\n")
+    write_keeping_hand_written(a.out, out)
+
+
+BEGIN = "<!-- bench/report.py: generated from here -->"
+END = "<!-- bench/report.py: generated up to here; sections below are hand-written and kept -->"
+
+
+def write_keeping_hand_written(path, out):
+    """Replaces only the generated part of path: the text between BEGIN and END, or, in a file
+    from before the markers, every '## ' section whose heading report.py writes. Everything
+    else (hand-written sections such as the adversarial robustness results) is kept, after
+    END."""
+    generated = "\n".join([BEGIN] + out + [END]) + "\n"
+    try:
+        old = open(path).read()
+    except FileNotFoundError:
+        old = ""
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        new = head + generated + tail
+    else:
+        ours = {l for l in out if l.startswith("## ")}
+        kept, keep = [], False
+        for line in old.splitlines():
+            if line.startswith("## "):
+                keep = line not in ours
+            if keep:
+                kept.append(line)
+        new = generated + ("\n" + "\n".join(kept).strip("\n") + "\n" if kept else "")
+    with open(path, "w") as f:
+        f.write(new)
 
 
 if __name__ == "__main__":
