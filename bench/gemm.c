@@ -68,13 +68,9 @@ int main(int argc, char **argv) {
         double ta[REPS], tb[REPS];
         at_tensor out;
         for (int r = 0; r < REPS + 3; r++) { /* interleaved, 3 warm-up rounds */
-            /* Each side with its own threading: the session keeps OpenBLAS single-threaded and
-             * splits GEMMs over OpenMP (ops/matmul.c), the direct call uses OpenBLAS's pool. */
-            openblas_set_num_threads(1);
             double t0 = now();
             at_session_run(s, f, 2, &y, 1, &out, NULL, 0);
             double t1 = now();
-            openblas_set_num_threads(threads);
             for (int bi = 0; bi < sc->batch; bi++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, sc->m, sc->n, sc->k, 1.0f,
                             A + (size_t)bi * sc->m * sc->k, sc->k, Bm + (size_t)bi * sc->k * sc->n,

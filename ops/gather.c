@@ -177,7 +177,7 @@ static at_status gather_grad_infer(at_infer_ctx *c) {
             return at_infer_fail(c, AT_E_SHAPE, "shape[%d] = %lld", k, (long long)v[k]);
         y->dim[k] = v[k];
     }
-    at_shape want;
+    at_shape want = {0}; /* set by gather_shape; initialized for -Wmaybe-uninitialized */
     at_status st = gather_shape(c, y, &c->in_shape[1], c->in_dtype[1], &want);
     if (st != AT_OK) return st;
     const at_shape *dy = &c->in_shape[0];

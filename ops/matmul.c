@@ -209,7 +209,9 @@ static at_status matmul_cpu(at_kernel_ctx *k) {
     }
     /* Small products (attention heads): threads take whole items. */
     int nt = k->threads > 1 && at_blas_single() ? k->threads : 1;
-    bool split_items = nt > 1 && (double)M * (double)N * (double)K < PAR_MNK;
+    double item = (double)M * (double)N * (double)K;
+    /* 4 x PAR_MNK in all: 128 heads of 16 x 64 x 16 (2e6) ran slower split than not */
+    bool split_items = nt > 1 && item < PAR_MNK && item * (double)batch >= 4 * PAR_MNK;
 #pragma omp parallel for num_threads(nt) schedule(static) if (split_items && batch > 1)
     for (int64_t t = 0; t < batch; t++) {
         int64_t rem = t, oa = 0, ob = 0;

@@ -516,7 +516,7 @@ static int64_t reshape_hole(const at_shape *in, const int64_t *out, int n, int h
 
 static at_status reshape_infer(at_infer_ctx *c) {
     at_status st = need_int64(c, 1);
-    int n;
+    int n = 0; /* set by vec_len; initialized for -Wmaybe-uninitialized */
     if (st == AT_OK) st = vec_len(c, 1, AT_MAX_RANK, &n);
     if (st != AT_OK) return st;
     const at_shape *x = &c->in_shape[0];
@@ -770,7 +770,7 @@ static at_status split_infer(at_infer_ctx *c) {
     at_status st = AT_OK;
     bool have_split = c->n_in > 1 && c->in_dtype[1] != AT_UNDEFINED;
     if (have_split) {
-        int len;
+        int len = 0; /* set by vec_len; initialized for -Wmaybe-uninitialized */
         st = need_int64(c, 1);
         if (st == AT_OK) st = vec_len(c, 1, INT_MAX, &len);
         if (st == AT_OK && len != n)
@@ -1363,7 +1363,7 @@ at_val at_squeeze(at_graph *g, at_val x, int n, const int64_t *axes) {
 
 static at_status expand_infer(at_infer_ctx *c) {
     at_status st = need_int64(c, 1);
-    int n;
+    int n = 0; /* set by vec_len; initialized for -Wmaybe-uninitialized */
     if (st == AT_OK) st = vec_len(c, 1, AT_MAX_RANK, &n);
     if (st != AT_OK) return st;
     const at_shape *x = &c->in_shape[0];

@@ -88,9 +88,7 @@ at_session *at_session_new(at_graph *g, const at_session_opts *opts, at_err *err
     s->g = g;
     s->o = o;
     if (s->o.threads <= 0) s->o.threads = omp_get_max_threads();
-    /* One thread pool: the kernels split GEMMs over OpenMP threads (ops/matmul.c at_sgemm);
-     * OpenBLAS's own workers would spin beside OpenMP's for the same cores. */
-    openblas_set_num_threads(1);
+    openblas_set_num_threads(s->o.threads);
     s->graph_version = g->version;
     if (o.device == AT_DEVICE_CUDA && dev_open(s, err) != AT_OK) {
         free(s);
