@@ -393,6 +393,34 @@ static at_val *params_of(const at_graph *g, int *n, int64_t *numel) {
     return p;
 }
 
+at_status nlu_best_copy(at_nlu_model *m, bool save, at_err *e) {
+    int n = 0;
+    int64_t numel = 0;
+    at_val *p = params_of(m->g, &n, &numel);
+    nlu_train_state *ts = &m->ts;
+    if (p && save && (!ts->best || ts->best_numel != numel)) {
+        free(ts->best);
+        ts->best_numel = numel;
+        ts->best = malloc((size_t)(numel ? numel : 1) * sizeof *ts->best);
+    }
+    if (!p || !ts->best || ts->best_numel != numel) {
+        free(p);
+        return at_err_set(e, AT_E_NOMEM, "training: out of memory");
+    }
+    float *d = ts->best;
+    for (int i = 0; i < n; i++) {
+        at_shape sh = at_value_shape(m->g, p[i]);
+        size_t k = (size_t)at_shape_numel(&sh) * sizeof *d;
+        if (save)
+            memcpy(d, at_value_data(m->g, p[i]), k);
+        else
+            memcpy(at_value_data(m->g, p[i]), d, k);
+        d += at_shape_numel(&sh);
+    }
+    free(p);
+    return AT_OK;
+}
+
 /* A copy of m's graph with the training state added, for a checkpoint. */
 static at_graph *with_state(at_nlu_model *m, at_err *e) {
     at_graph *c = at_graph_clone(m->g);

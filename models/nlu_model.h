@@ -54,6 +54,9 @@ bool nlu_model_checks_finite(const at_nlu_model *m);
 
 /* The model's training state (never NULL). */
 nlu_train_state *nlu_model_train_state(at_nlu_model *m);
+/* save: the graph's parameters into the state's best copy (allocated on first use); else the
+ * best copy back into the graph. */
+at_status nlu_best_copy(at_nlu_model *m, bool save, at_err *e);
 /* Frees the best-parameter buffer and clears the state. */
 void nlu_train_state_clear(nlu_train_state *ts);
 

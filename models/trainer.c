@@ -302,48 +302,6 @@ at_status at_nlu_predict_text(at_nlu_model *m, const char *sentence, at_nlu_pred
 /* ------------------------------------------------------------------------------------------ */
 /* Training. */
 
-/* The parameters as one buffer (at_graph_params order), for best-model selection. */
-static at_status snap_init(nlu_train_state *ts, at_graph *g, at_err *e) {
-    at_val dummy;
-    int n = at_graph_params(g, ~0u, &dummy, 0);
-    at_val *p = malloc((size_t)(n ? n : 1) * sizeof *p);
-    if (!p) return at_err_set(e, AT_E_NOMEM, "training: out of memory");
-    at_graph_params(g, ~0u, p, n);
-    int64_t total = 0;
-    for (int i = 0; i < n; i++) {
-        at_shape sh = at_value_shape(g, p[i]);
-        total += at_shape_numel(&sh);
-    }
-    free(p);
-    if (ts->best && ts->best_numel == total) return AT_OK;
-    free(ts->best);
-    ts->best_numel = total;
-    ts->best = malloc((size_t)(total ? total : 1) * sizeof(float));
-    return ts->best ? AT_OK : at_err_set(e, AT_E_NOMEM, "training: out of memory");
-}
-
-/* save: the graph's parameters into ts->best; else back. */
-static at_status snap_copy(nlu_train_state *ts, at_graph *g, bool save, at_err *e) {
-    at_val dummy;
-    int n = at_graph_params(g, ~0u, &dummy, 0);
-    at_val *p = malloc((size_t)(n ? n : 1) * sizeof *p);
-    if (!p) return at_err_set(e, AT_E_NOMEM, "training: out of memory");
-    at_graph_params(g, ~0u, p, n);
-    float *d = ts->best;
-    for (int i = 0; i < n; i++) {
-        at_shape sh = at_value_shape(g, p[i]);
-        size_t k = (size_t)at_shape_numel(&sh);
-        float *v = at_value_data(g, p[i]);
-        if (save)
-            memcpy(d, v, k * sizeof *d);
-        else
-            memcpy(v, d, k * sizeof *d);
-        d += k;
-    }
-    free(p);
-    return AT_OK;
-}
-
 /* Is a better than b under the selection rule? */
 static bool better(at_nlu_select sel, const at_metrics_summary *a, const at_metrics_summary *b) {
     double ka = sel == AT_NLU_SELECT_SLOT_F1  ? a->slots.f1
@@ -749,7 +707,7 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
                 tr->res->best_phase = phase;
                 tr->res->best_epoch = epoch;
                 at_session_sync(tr->sess);
-                st = snap_copy(ts, at_nlu_model_graph(tr->m), true, e);
+                st = nlu_best_copy(tr->m, true, e);
                 if (st) break;
                 ts->bad_epochs = 0;
             } else {
@@ -774,7 +732,7 @@ static at_status run_phase(trainer *tr, int phase, at_err *e) {
 static at_status restore_best(trainer *tr, at_err *e) {
     if (!tr->ts->have_best) return AT_OK;
     at_session_sync(tr->sess);
-    at_status st = snap_copy(tr->ts, at_nlu_model_graph(tr->m), false, e);
+    at_status st = nlu_best_copy(tr->m, false, e);
     if (!st) st = nlu_model_params_changed(tr->m, e);
     tr->sess = at_nlu_model_session(tr->m, e);
     return st;
@@ -814,7 +772,6 @@ at_status at_nlu_train(at_nlu_model *m, at_split *train, at_split *valid, at_spl
     if (!st && valid) st = encode(m, valid, e);
     if (!st && unlabelled) st = encode(m, unlabelled, e);
     if (!st) st = at_metrics_new(&tr.mt, e);
-    if (!st) st = snap_init(tr.ts, at_nlu_model_graph(m), e);
     if (!st) tr.sess = at_nlu_model_session(m, e);
     if (!st && !tr.sess) st = e && e->code ? e->code : AT_E_INVALID;
     if (st) goto done;
