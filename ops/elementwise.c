@@ -246,7 +246,7 @@ static at_status equal_cpu(at_kernel_ctx *k) {
 
 /* ---- the transcendental activations: vector spans (ops/vmath.h), AVX2 where the CPU has
  * it (runtime/cpu/vec_avx2.c), over VEC_CHUNK-element chunks that threads split ---- */
-#define VM_BYTES 16
+#define VM_BYTES    16
 #define VM_FN(name) name##_base
 #include "ops/vmath.h"
 #include "runtime/cpu/vec.h"
