@@ -394,7 +394,7 @@ row="unwritable output path"
 F="$T/a_file"
 expect 2 "-o $F/m.onnx: $F is a file, not a folder" build --data "$D" -o "$F/m.onnx"
 expect 2 "-o $F/t.onnx: $F is a file, not a folder" train "$M" --data "$D" $FAST -o "$F/t.onnx"
-expect 1 "--checkpoint-dir $F/ck: Not a directory" train "$M" --data "$D" $FAST \
+expect 2 "--checkpoint-dir $F/ck: $F is a file, not a folder" train "$M" --data "$D" $FAST \
     -o "$T/never.onnx" --checkpoint-dir "$F/ck"
 expect 2 "-o $F/g.dot: $F is a file, not a folder" inspect "$M" --dot -o "$F/g.dot"
 expect 2 "--heatmap $F/h.svg: $F is a file, not a folder" predict "$TM" --heatmap "$F/h.svg" \

@@ -687,6 +687,9 @@ int cmd_train(int argc, char **argv) {
         snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", t.out);
         t.ckpt_dir = ckpt_buf;
     }
+    if (t.ckpt_dir &&
+        (rc = cli_check_dir_path(CMD, "--checkpoint-dir", t.ckpt_dir)) != CLI_CONTINUE)
+        return rc;
 
     at_nlu_model *m = NULL;
     at_split *train = NULL, *valid = NULL, *unl = NULL;
