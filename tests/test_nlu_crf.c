@@ -268,6 +268,7 @@ int main(void) {
     fill_batch(bt);
     test_init(bt, false);
     test_init(bt, true);
+    at_batch_free(&bt->b); /* test_init changed it: a fresh one */
     fill_batch(bt);
     test_train_save(bt);
     test_predict_uses_tags();
