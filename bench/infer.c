@@ -3,7 +3,7 @@
  * graph output fetched. bench/ort_infer.py runs the same file in ONNX Runtime.
  *
  *   bench_infer --model PATH [--export] [--seq 16] [--threads 2] [--reps 300] [--warmup 30]
- *               [--encoder transformer|bilstm]
+ *               [--encoder transformer|bilstm] [--profile]
  *
  * --export first builds the default model (random vocabulary: 10000 words, 72 slot labels,
  * 7 intents) and saves it to PATH. Prints one JSON line. */
@@ -74,11 +74,15 @@ static int export_model(const char *path, const char *encoder) {
 int main(int argc, char **argv) {
     const char *path = NULL, *encoder = "transformer";
     int T = 16, threads = 2, reps = 300, warmup = 30;
-    bool do_export = false;
+    bool do_export = false, profile = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--export")) {
             do_export = true;
+            continue;
+        }
+        if (!strcmp(a, "--profile")) { /* kernel times by op type, to stderr */
+            profile = true;
             continue;
         }
         if (!v) return die("usage", "a flag lacks its value");
@@ -108,6 +112,7 @@ int main(int argc, char **argv) {
     t_load = now() - t_load;
     at_session_opts so = at_session_defaults();
     so.threads = threads;
+    so.profile = profile;
     at_session *s = at_session_new(g, &so, &e);
     if (!s) return die("session", e.msg);
 
@@ -149,6 +154,7 @@ int main(int argc, char **argv) {
         double t1 = now();
         if (k >= warmup) lat[k - warmup] = (t1 - t0) * 1e3;
     }
+    if (profile && at_session_profile_write(s, stderr, 15)) return die("profile", "out of memory");
     double first_logit = ((const float *)out[0].data)[0];
     qsort(lat, (size_t)reps, sizeof *lat, cmp_d);
     int p99 = (int)(0.99 * (reps - 1) + 0.5);

@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include "ops/op.h"
+#include "runtime/cpu/gemm_packed.h"
 
 /* ---- shared GEMM call ---- */
 
@@ -204,6 +205,10 @@ static at_status matmul_cpu(at_kernel_ctx *k) {
     float *y = AT_F32P(Y);
     /* B shared by every batch item (a weight): one tall GEMM over all rows of A. */
     if (batch_b == 1 && fits_int(batch * M)) {
+        if (k->packed) { /* a few rows against a weight the plan packed */
+            at_gemm_packed(k->threads, batch * M, N, K, 1.0f, a, K, k->packed, false, y, N);
+            return AT_OK;
+        }
         at_sgemm(k->threads, false, false, batch * M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
         return AT_OK;
     }
@@ -384,6 +389,11 @@ static at_status gemm_cpu(at_kernel_ctx *k) {
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) y[i * N + j] = beta * cp[i * cm + j * cn];
         gemm_beta = 1.0f;
+    }
+    if (k->packed && !ta) {
+        at_gemm_packed(k->threads, M, N, K, alpha, AT_F32P(A), A->shape.dim[1], k->packed,
+                       gemm_beta != 0.0f, y, N);
+        return AT_OK;
     }
     at_sgemm(k->threads, ta, tb, M, N, K, alpha, AT_F32P(A), A->shape.dim[1], AT_F32P(B),
              B->shape.dim[1], gemm_beta, y, N);

@@ -54,7 +54,9 @@ typedef struct at_kernel_ctx {
     int threads;
     uint64_t seed, step; /* RNG key with node_id */
     void *backend;       /* backend state (CUDA stream, handles); NULL on CPU */
-    char msg[512];       /* set by at_kernel_fail */
+    const float
+        *packed;   /* CPU: the plan's packed copy of weight input 1 (runtime/plan.h), or NULL */
+    char msg[512]; /* set by at_kernel_fail */
 } at_kernel_ctx;
 
 at_status at_kernel_fail(at_kernel_ctx *k, at_status code, const char *fmt, ...)

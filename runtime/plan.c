@@ -19,6 +19,7 @@ void at_plan_free(at_plan *p) {
     if (!p) return;
     if (p->folded)
         for (int v = 0; v < p->n_vals; v++) free(p->folded[v]);
+    for (int s = 0; p->steps && s < p->n_steps; s++) free(p->steps[s].packed);
     free(p->key);
     free(p->sym_val);
     free(p->steps);

@@ -20,6 +20,7 @@ typedef struct at_plan_step {
     int first_in, first_out; /* into the plan's io tensor array */
     int64_t ws_off;          /* arena offset of the workspace, or -1 */
     size_t ws_size;
+    float *packed; /* plan-owned packed copy of the weight input 1 (at_plan_pack), or NULL */
 } at_plan_step;
 
 typedef struct at_plan {
@@ -43,6 +44,8 @@ typedef struct at_plan {
     void **folded;       /* plan-owned data of folded values */
     size_t arena_bytes;  /* arena this plan needs */
     size_t values_bytes; /* what the arena values would need without reuse */
+    int n_packed;        /* steps with a packed weight */
+    size_t packed_bytes;
 } at_plan;
 
 /* Builds the plan for the given feeds (types only are read), fetch and
@@ -50,5 +53,12 @@ typedef struct at_plan {
 at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, const at_val *want,
                        int n_want, int threads, bool no_reuse, at_err *err);
 void at_plan_free(at_plan *p);
+
+/* CPU only: packs, once for this plan, the 2-D weight of each MatMul and Gemm step that
+ * multiplies a few rows (at most AT_PACK_MAX_ROWS) by an initializer no node of the graph
+ * updates in place (runtime/cpu/gemm_packed.h); the kernels then read the packed copy. A no-op
+ * on CPUs without a packed kernel. AT_E_NOMEM on failure (the plan stays usable unpacked). */
+#define AT_PACK_MAX_ROWS 64
+at_status at_plan_pack(const at_graph *g, at_plan *p, at_err *err);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <omp.h>
 
@@ -34,6 +35,8 @@ struct at_session {
     int64_t *syms; /* scratch: symbol binding of the current feeds */
     int syms_cap;
     at_session_stats stats;
+    at_profile_entry *prof; /* per node when opts.profile (node and op_type filled on read) */
+    int prof_cap;
     char err[1024];
 };
 
@@ -106,7 +109,12 @@ void at_session_free(at_session *s) {
     free(s->ptr);
     free(s->want);
     free(s->syms);
+    free(s->prof);
     free(s);
+}
+
+void at_session_invalidate(at_session *s) {
+    drop_plans(s);
 }
 
 const char *at_session_error(const at_session *s) {
@@ -124,6 +132,39 @@ at_status at_session_sync(at_session *s) {
 }
 at_session_stats at_session_get_stats(const at_session *s) {
     return s->stats;
+}
+
+static int cmp_prof(const void *a, const void *b) {
+    double x = ((const at_profile_entry *)a)->ms, y = ((const at_profile_entry *)b)->ms;
+    return (x < y) - (x > y);
+}
+
+int at_session_profile(const at_session *s, at_profile_entry *out, int cap) {
+    if (!s || cap < 0 || (cap > 0 && !out)) return -1;
+    int n_nodes = s->g->n_nodes < s->prof_cap ? s->g->n_nodes : s->prof_cap, n = 0;
+    at_profile_entry *all = malloc(sizeof *all * (size_t)(n_nodes + 1));
+    if (!all) return -1;
+    for (int i = 0; i < n_nodes; i++) {
+        if (!s->prof[i].calls) continue;
+        all[n] = s->prof[i];
+        all[n].node = s->g->nodes[i].name;
+        all[n].op_type = s->g->nodes[i].op_type;
+        n++;
+    }
+    qsort(all, (size_t)n, sizeof *all, cmp_prof);
+    memcpy(out, all, sizeof *all * (size_t)(n < cap ? n : cap));
+    free(all);
+    return n;
+}
+
+void at_session_profile_reset(at_session *s) {
+    if (s->prof) memset(s->prof, 0, sizeof *s->prof * (size_t)s->prof_cap);
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
 }
 
 static at_status sfail(at_session *s, at_status code, const char *fmt, ...)
@@ -254,8 +295,14 @@ static at_status execute(at_session *s, at_plan *p) {
         k.seed = s->o.seed;
         k.step = s->step;
         k.backend = NULL;
+        k.packed = ps->packed;
         k.msg[0] = 0;
+        double t0 = s->o.profile ? now_ms() : 0.0;
         at_status rc = def->cpu(&k);
+        if (s->o.profile) {
+            s->prof[ps->node].ms += now_ms() - t0;
+            s->prof[ps->node].calls++;
+        }
         if (rc != AT_OK) return sfail(s, rc, "node '%s' (%s): %s", n->name, n->op_type, k.msg);
         if (s->o.check_finite && check_finite(s, n, out, n->n_out) != AT_OK) return AT_E_NUMERIC;
     }
@@ -293,6 +340,10 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
         at_err e;
         p = at_plan_build(g, feeds, n_feeds, s->want, n_want, s->o.threads, s->o.no_reuse, &e);
         if (!p) return sfail(s, e.code, "%s", e.msg);
+        if (!s->dev && at_plan_pack(g, p, &e) != AT_OK) {
+            at_plan_free(p);
+            return sfail(s, e.code, "%s", e.msg);
+        }
         if (s->dev && (st = dev_check_plan(s, p)) != AT_OK) {
             at_plan_free(p);
             return st;
@@ -335,10 +386,18 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
     for (int v = 0; v < p->n_vals; v++)
         if (p->loc[v] == AT_LOC_FEED && !s->ptr[v] && at_shape_numel(&p->shape[v]) > 0)
             return sfail(s, AT_E_INVALID, "input '%s' is needed but was not fed", g->vals[v].name);
+    if (s->o.profile && s->prof_cap < g->n_nodes) {
+        int old = s->prof_cap;
+        if (grow((void **)&s->prof, &s->prof_cap, g->n_nodes, sizeof *s->prof))
+            return sfail(s, AT_E_NOMEM, "out of memory");
+        memset(s->prof + old, 0, sizeof *s->prof * (size_t)(s->prof_cap - old));
+    }
     st = execute(s, p);
     s->stats.arena_bytes = p->arena_bytes;
     s->stats.values_bytes = p->values_bytes;
     s->stats.nodes_run = p->n_steps;
+    s->stats.packed_weights = p->n_packed;
+    s->stats.packed_bytes = p->packed_bytes;
     if (st != AT_OK) return st;
     for (int i = 0; i < n_fetch; i++) {
         at_val v = fetch[i];
@@ -674,6 +733,7 @@ static at_status dev_steps(at_session *s, const at_plan *p, const dev_plan *dp) 
         k.seed = s->o.seed;
         k.step = s->step;
         k.backend = d->be->node_state(d->st, d->host_in, n->n_in);
+        k.packed = NULL;
         k.msg[0] = 0;
         at_status rc = fn(&k);
         if (rc != AT_OK) return sfail(s, rc, "node '%s' (%s): %s", n->name, n->op_type, k.msg);

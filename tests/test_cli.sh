@@ -332,6 +332,14 @@ json_ok "bench --train" "$T/out" \
 expect 0 '"ms_per_sentence_median":' bench --infer --seq 8 $TINY --warmup 1 --steps 3 --threads 1
 json_ok "bench --infer" "$T/out" 'd["ms_per_sentence_median"] > 0 and d["peak_rss_mb"] > 0'
 expect 2 "--seq 200 is longer than --max-positions 128" bench --seq 200
+# --profile: the JSON line still on stdout, the kernel table on stderr
+expect 0 '"ms_per_sentence_median":' bench --infer --seq 8 $TINY --warmup 1 --steps 3 --threads 1 \
+    --profile
+if grep -q '^profile: [0-9]* nodes, 3 runs' "$T/err" && grep -q '^  MatMul ' "$T/err"; then
+    passed=$((passed + 1))
+else
+    fail "bench --profile: no kernel table on stderr"
+fi
 
 # ---- run and inspect on a graph made with Python's onnx ----
 if python3 -c 'import onnx, numpy' 2>/dev/null; then
@@ -392,6 +400,8 @@ EOF
     expect 0 "out/relu:0  float32 [5,4]  -> $T/o/out_relu_0.npy" run g.onnx --input X=x.npy \
         --input M=m.npy --output-dir "$T/o"
     out_has "scaled  float32 [5]  -> $T/o/scaled.npy  min 0  max 10  mean 5"
+    expect 0 "" run g.onnx --input X=x.npy --input M=m.npy --output-dir "$T/o" --profile
+    if grep -q '^profile: [0-9]* nodes, 1 runs' "$T/err"; then passed=$((passed + 1)); else fail "run --profile"; fi
     if python3 -c '
 import sys, numpy as np
 a, b = np.load(sys.argv[1] + "/o/out_relu_0.npy"), np.load(sys.argv[1] + "/want_relu.npy")

@@ -146,7 +146,7 @@ static int make_feeds(const at_nlu_net *n, rbatch *b, bool labels, at_feed *out)
 int cmd_bench(int argc, char **argv) {
     cli_cfg_opts co;
     cli_cfg_init(&co);
-    bool train = false, infer = false, with_unl = false;
+    bool train = false, infer = false, with_unl = false, profile = false;
     const char *data = NULL, *device = "cpu";
     int64_t batch = 32, seq = 16, warmup = 3, steps = 20, threads = 0;
     int64_t vocab = 10000, intents = 7, slots = 72;
@@ -166,6 +166,8 @@ int cmd_bench(int argc, char **argv) {
         CLI_OPT_STR("data", &data, "DIR", "take the vocabularies and label sets from DIR/train"),
         CLI_OPT_CHOICE("device", &device, "cpu|cuda", "where to run"),
         CLI_OPT_INT("threads", &threads, 0, 4096, "CPU threads; 0 = OpenMP's default"),
+        CLI_OPT_FLAG("profile", &profile,
+                     "print kernel time by op type and the slowest nodes to stderr (CPU)"),
         cli_cfg_row(&co, "seed"),
     };
     cli_opt model[2 * CLI_CFG_MAX];
@@ -222,7 +224,8 @@ int cmd_bench(int argc, char **argv) {
     const at_nlu_vocab *v = at_nlu_model_vocab(m);
     int64_t nw = at_vocab_size(v->words), nc = v->chars ? at_vocab_size(v->chars) : 0;
     int64_t nsl = at_vocab_size(v->slots), ni = at_vocab_size(v->intents);
-    if ((rc = cli_model_session(CMD, m, device, threads, cfg.seed, false)) != CLI_CONTINUE) {
+    if ((rc = cli_model_session(CMD, m, device, threads, cfg.seed,
+                                profile ? CLI_SESSION_PROFILE : 0)) != CLI_CONTINUE) {
         at_nlu_model_free(m);
         return rc;
     }
@@ -261,6 +264,7 @@ int cmd_bench(int argc, char **argv) {
         rbatch_fill(&b, B, &rng, nw, nc, nsl, ni);
         at_feed feeds[12];
         at_tensor out[2];
+        if (it == warmup) at_session_profile_reset(s);
         double t0 = now_ms();
         if (infer) {
             int nf = make_feeds(net, &b, false, feeds);
@@ -304,6 +308,8 @@ int cmd_bench(int argc, char **argv) {
                                            : "none",
                (long long)at_nlu_model_num_params(m, ~0u), (long long)nw, (long long)nsl,
                (long long)ni, (double)ss.arena_bytes / (1024.0 * 1024.0));
+        if (profile && at_session_profile_write(s, stderr, 15))
+            rc = cli_fail(CLI_EXIT_FAIL, CMD, "out of memory");
     }
     rbatch_free(&b);
     free(ms);

@@ -154,7 +154,7 @@ int cmd_run(int argc, char **argv) {
     cli_list inputs = {0}, fetches = {0};
     const char *out_dir = ".", *device = "cpu";
     int64_t threads = 0, seed = 0;
-    bool check_finite = false, quiet = false;
+    bool check_finite = false, quiet = false, profile = false;
     const cli_opt io_opts[] = {
         CLI_OPT_LIST("input", &inputs, "NAME=FILE.npy",
                      "feed graph input NAME from a .npy file; once per input"),
@@ -172,6 +172,8 @@ int cmd_run(int argc, char **argv) {
         CLI_OPT_INT("seed", &seed, 0, 9.2e18, "seed of random ops (Dropout in training mode)"),
         CLI_OPT_FLAG("check-finite", &check_finite,
                      "stop at the first node that produces NaN or Inf, naming it"),
+        CLI_OPT_FLAG("profile", &profile,
+                     "print each kernel's time, by op type and slowest nodes, to stderr (CPU)"),
     };
     const cli_group groups[] = {CLI_GROUP("Inputs and outputs", io_opts),
                                 CLI_GROUP("Execution", exec_opts)};
@@ -323,6 +325,7 @@ int cmd_run(int argc, char **argv) {
     so.threads = (int)threads;
     so.seed = (uint64_t)seed;
     so.check_finite = check_finite;
+    so.profile = profile;
     at_err e = {0};
     s = at_session_new(g, &so, &e);
     if (!s) {
@@ -341,6 +344,10 @@ int cmd_run(int argc, char **argv) {
     if (st != AT_OK) {
         rc = cli_fail(st == AT_E_NUMERIC ? CLI_EXIT_FAIL : cli_exit_for_work(st), CMD, "%s: %s",
                       model, at_session_error(s));
+        goto done;
+    }
+    if (profile && at_session_profile_write(s, stderr, 15)) {
+        rc = cli_fail(CLI_EXIT_FAIL, CMD, "out of memory");
         goto done;
     }
 

@@ -748,8 +748,8 @@ int cmd_train(int argc, char **argv) {
                           all[i]->path, all[i]->max_len, cfg.max_positions);
             goto done;
         }
-    if ((rc = cli_model_session(CMD, m, t.device, t.threads, cfg.seed, t.check_finite)) !=
-        CLI_CONTINUE)
+    if ((rc = cli_model_session(CMD, m, t.device, t.threads, cfg.seed,
+                                t.check_finite ? CLI_SESSION_CHECK_FINITE : 0)) != CLI_CONTINUE)
         goto done;
 
     if (t.ckpt_dir && cli_mkdirs(t.ckpt_dir) != 0) {

@@ -495,12 +495,13 @@ int cli_model_reconfigure(const char *cmd, at_nlu_model **m, const at_nlu_config
 }
 
 int cli_model_session(const char *cmd, at_nlu_model *m, const char *device, int64_t threads,
-                      uint64_t seed, bool check_finite) {
+                      uint64_t seed, unsigned flags) {
     at_session_opts so = at_session_defaults();
     so.device = device && !strcmp(device, "cuda") ? AT_DEVICE_CUDA : AT_DEVICE_CPU;
     so.threads = (int)threads;
     so.seed = seed;
-    so.check_finite = check_finite;
+    so.check_finite = flags & CLI_SESSION_CHECK_FINITE;
+    so.profile = flags & CLI_SESSION_PROFILE;
     at_err e = {0};
     at_status st = at_nlu_model_set_session(m, &so, &e);
     if (st == AT_OK) return CLI_CONTINUE;

@@ -33,6 +33,8 @@
 #ifndef ATTUNE_SESSION_H
 #define ATTUNE_SESSION_H
 
+#include <stdio.h>
+
 #include "graph.h"
 
 #ifdef __cplusplus
@@ -61,10 +63,13 @@ typedef struct at_session_opts {
      * Ignored on CPU and with check_finite. The environment variable ATTUNE_CUDA_GRAPH=1 turns
      * it on for every session of the process (for benchmarks of tools without the option). */
     bool cuda_graph;
+    /* CPU only: time every kernel (wall clock) for at_session_profile; costs two clock reads a
+     * node. Ignored on CUDA, whose kernels run asynchronously. */
+    bool profile;
 } at_session_opts;
 
-/* CPU, threads 0 (OpenMP's default), seed 0x5eed, check_finite, no_reuse
- * and cuda_graph off. Thread-safe. */
+/* CPU, threads 0 (OpenMP's default), seed 0x5eed, check_finite, no_reuse,
+ * cuda_graph and profile off. Thread-safe. */
 at_session_opts at_session_defaults(void);
 
 /* A session for g on opts->device (opts NULL: defaults), owned by the
@@ -114,6 +119,14 @@ typedef struct at_feed {
 at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const at_val *fetch,
                          int n_fetch, at_tensor *out, const at_val *targets, int n_targets);
 
+/* Drops the session's plans, so the next run plans again from the graph as it is now. A CPU
+ * plan keeps packed copies of the 2-D weights that no node of the graph updates (the MatMul
+ * and Gemm weights of an inference graph, multiplied by a few rows: batch-1 inference); call
+ * this after writing such a weight's buffer directly (at_value_data) for later runs to see the
+ * new values. Updates made by the graph's own nodes (optimizers) need nothing: their weights
+ * are never packed. s must be non-NULL. */
+void at_session_invalidate(at_session *s);
+
 /* The message of the last run's error ("" after a successful run; "no
  * session" for NULL), owned by s, valid until its next run or free. */
 const char *at_session_error(const at_session *s);
@@ -139,8 +152,30 @@ typedef struct at_session_stats {
     int plans;               /* plans built so far (cache misses) */
     int nodes_run;           /* nodes executed by the last run */
     int graph_runs;          /* runs captured or replayed as CUDA graphs (opts.cuda_graph) */
+    int packed_weights;      /* weights the last run's plan packed (see at_session_invalidate) */
+    size_t packed_bytes;     /* their bytes, held beside the graph's own copies */
 } at_session_stats;
 at_session_stats at_session_get_stats(const at_session *s);
+
+/* One node's kernel time (opts.profile). */
+typedef struct at_profile_entry {
+    const char *node;    /* the node's name, owned by the graph */
+    const char *op_type; /* owned by the graph */
+    int64_t calls;       /* runs of its kernel */
+    double ms;           /* wall-clock milliseconds over all calls */
+} at_profile_entry;
+
+/* Kernel times per node since the session opened or the last reset, slowest first: writes
+ * min(n, cap) entries to out and returns n, the number of nodes that ran (0 when profiling is
+ * off or on CUDA), or -1 when s is NULL, cap < 0, out is NULL with cap > 0, or memory runs out.
+ * Entries point into the graph: valid while it is unchanged. */
+int at_session_profile(const at_session *s, at_profile_entry *out, int cap);
+/* Zeroes the counts (s non-NULL). */
+void at_session_profile_reset(at_session *s);
+/* Writes the profile as text to f: total, then time per op type (share, calls, ms per run of
+ * the session's runs counted as the most calls of any node), then the top nodes (top <= 0:
+ * 10). AT_E_INVALID for NULL s or f, AT_E_NOMEM. */
+at_status at_session_profile_write(const at_session *s, FILE *f, int top);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,167 @@
+/* The packed-weight GEMM of gemm_packed.h: one register tile kernel per instruction set,
+ * compiled with a target attribute and chosen at run time. A tile is MR rows by two vectors
+ * of columns (one panel); the accumulators stay in registers over all of K, and the panel
+ * (K x NR floats) is read once per MR rows, from the front. */
+#include "runtime/cpu/gemm_packed.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#else
+#define HAVE_X86 0
+#endif
+
+#define PAR_MNK 2e6 /* as at_sgemm: below this M N K one thread beats two */
+
+int at_gemm_pack_nr(void) {
+    static int nr = -1; /* benign race: every thread computes the same value */
+    if (nr < 0) {
+#if HAVE_X86
+        __builtin_cpu_init();
+        nr = __builtin_cpu_supports("avx512f")                                 ? 32
+             : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 16
+                                                                               : 0;
+#else
+        nr = 0;
+#endif
+    }
+    return nr;
+}
+
+static int64_t panels(int64_t N, int nr) {
+    return (N + nr - 1) / nr;
+}
+
+size_t at_gemm_pack_floats(int64_t K, int64_t N) {
+    int nr = at_gemm_pack_nr();
+    return nr ? (size_t)(panels(N, nr) * nr * K) : 0;
+}
+
+void at_gemm_pack(const float *B, int64_t K, int64_t N, bool trans, float *dst) {
+    int nr = at_gemm_pack_nr();
+    for (int64_t p = 0; p < panels(N, nr); p++)
+        for (int64_t k = 0; k < K; k++) {
+            float *d = dst + (p * K + k) * nr;
+            for (int j = 0; j < nr; j++) {
+                int64_t n = p * nr + j;
+                d[j] = n >= N ? 0.0f : trans ? B[n * K + k] : B[k * N + n];
+            }
+        }
+}
+
+#if HAVE_X86
+#define MR512 8
+#define ROW512(r)                                                                                  \
+    const float *a##r = rows[r];                                                                   \
+    __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
+#define FMA512(r)                                                                                  \
+    {                                                                                              \
+        __m512 a = _mm512_set1_ps(a##r[k]);                                                        \
+        c##r##0 = _mm512_fmadd_ps(a, b0, c##r##0);                                                 \
+        c##r##1 = _mm512_fmadd_ps(a, b1, c##r##1);                                                 \
+    }
+#define STORE512(r)                                                                                \
+    {                                                                                              \
+        float *c = C + (r)*ldc;                                                                    \
+        __m512 y0 = _mm512_mul_ps(c##r##0, al), y1 = _mm512_mul_ps(c##r##1, al);                   \
+        if (beta) {                                                                                \
+            y0 = _mm512_add_ps(y0, _mm512_loadu_ps(c));                                            \
+            y1 = _mm512_add_ps(y1, _mm512_loadu_ps(c + 16));                                       \
+        }                                                                                          \
+        _mm512_storeu_ps(c, y0);                                                                   \
+        _mm512_storeu_ps(c + 16, y1);                                                              \
+    }
+
+/* Named accumulators, not an array: GCC keeps an array of vectors on the stack. */
+__attribute__((target("avx512f"))) static void tile512(int64_t K, float alpha,
+                                                       const float *const *rows, const float *Bp,
+                                                       bool beta, float *C, int64_t ldc) {
+    ROW512(0)
+    ROW512(1) ROW512(2) ROW512(3) ROW512(4) ROW512(5) ROW512(6)
+        ROW512(7) for (int64_t k = 0; k < K; k++) {
+        __m512 b0 = _mm512_load_ps(Bp + k * 32), b1 = _mm512_load_ps(Bp + k * 32 + 16);
+        FMA512(0) FMA512(1) FMA512(2) FMA512(3) FMA512(4) FMA512(5) FMA512(6) FMA512(7)
+    }
+    __m512 al = _mm512_set1_ps(alpha);
+    STORE512(0) STORE512(1) STORE512(2) STORE512(3) STORE512(4) STORE512(5) STORE512(6) STORE512(7)
+}
+
+#define MR256 6
+#define ROW256(r)                                                                                  \
+    const float *a##r = rows[r];                                                                   \
+    __m256 c##r##0 = _mm256_setzero_ps(), c##r##1 = _mm256_setzero_ps();
+#define FMA256(r)                                                                                  \
+    {                                                                                              \
+        __m256 a = _mm256_set1_ps(a##r[k]);                                                        \
+        c##r##0 = _mm256_fmadd_ps(a, b0, c##r##0);                                                 \
+        c##r##1 = _mm256_fmadd_ps(a, b1, c##r##1);                                                 \
+    }
+#define STORE256(r)                                                                                \
+    {                                                                                              \
+        float *c = C + (r)*ldc;                                                                    \
+        __m256 y0 = _mm256_mul_ps(c##r##0, al), y1 = _mm256_mul_ps(c##r##1, al);                   \
+        if (beta) {                                                                                \
+            y0 = _mm256_add_ps(y0, _mm256_loadu_ps(c));                                            \
+            y1 = _mm256_add_ps(y1, _mm256_loadu_ps(c + 8));                                        \
+        }                                                                                          \
+        _mm256_storeu_ps(c, y0);                                                                   \
+        _mm256_storeu_ps(c + 8, y1);                                                               \
+    }
+
+__attribute__((target("avx2,fma"))) static void tile256(int64_t K, float alpha,
+                                                        const float *const *rows, const float *Bp,
+                                                        bool beta, float *C, int64_t ldc) {
+    ROW256(0) ROW256(1) ROW256(2) ROW256(3) ROW256(4) ROW256(5) for (int64_t k = 0; k < K; k++) {
+        __m256 b0 = _mm256_load_ps(Bp + k * 16), b1 = _mm256_load_ps(Bp + k * 16 + 8);
+        FMA256(0) FMA256(1) FMA256(2) FMA256(3) FMA256(4) FMA256(5)
+    }
+    __m256 al = _mm256_set1_ps(alpha);
+    STORE256(0) STORE256(1) STORE256(2) STORE256(3) STORE256(4) STORE256(5)
+}
+
+/* One panel, all M rows. An edge tile's missing rows read A's last row again and its block
+ * of C goes through a buffer written back only where C exists (rows past M, columns past N). */
+static void panel(int nr, int64_t M, int64_t nv, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *Bp, bool beta, float *C, int64_t ldc) {
+    int mr = nr == 32 ? MR512 : MR256;
+    float cbuf[MR512 * 32];
+    const float *rows[MR512];
+    for (int64_t i = 0; i < M; i += mr) {
+        int64_t mv = M - i < mr ? M - i : mr;
+        for (int r = 0; r < mr; r++) rows[r] = A + (i + (r < mv ? r : mv - 1)) * lda;
+        bool whole = mv == mr && nv == nr;
+        float *c = whole ? C + i * ldc : cbuf;
+        int64_t lc = whole ? ldc : nr;
+        if (!whole && beta)
+            for (int64_t r = 0; r < mv; r++)
+                memcpy(cbuf + r * nr, C + (i + r) * ldc, sizeof(float) * (size_t)nv);
+        if (nr == 32)
+            tile512(K, alpha, rows, Bp, beta, c, lc);
+        else
+            tile256(K, alpha, rows, Bp, beta, c, lc);
+        if (!whole)
+            for (int64_t r = 0; r < mv; r++)
+                memcpy(C + (i + r) * ldc, cbuf + r * nr, sizeof(float) * (size_t)nv);
+    }
+}
+#endif
+
+void at_gemm_packed(int nt, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *Bp, bool beta, float *C, int64_t ldc) {
+#if HAVE_X86
+    int nr = at_gemm_pack_nr();
+    int64_t np = panels(N, nr);
+    if ((double)M * (double)N * (double)K < PAR_MNK || np < 2) nt = 1;
+    if (nt > np) nt = (int)np;
+#pragma omp parallel for num_threads(nt > 0 ? nt : 1) schedule(static)
+    for (int64_t p = 0; p < np; p++) {
+        int64_t nv = N - p * nr < nr ? N - p * nr : nr;
+        panel(nr, M, nv, K, alpha, A, lda, Bp + p * K * nr, beta, C + p * nr, ldc);
+    }
+#else
+    (void)nt, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)Bp, (void)beta,
+        (void)C, (void)ldc;
+#endif
+}

@@ -1,0 +1,76 @@
+/* Packed weights for a plan (plan.h, at_plan_pack): which MatMul and Gemm steps get one, and
+ * making it. A weight qualifies when nothing in the graph writes it in place, so the copy
+ * stays equal to it for the plan's life; writes from outside (through at_value_data) are the
+ * caller's to announce (at_session_invalidate). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/cpu/gemm_packed.h"
+#include "runtime/plan.h"
+
+/* Values some node's output aliases (optimizer updates): their buffers change between runs. */
+static bool *written_in_place(const at_graph *g) {
+    bool *w = calloc((size_t)g->n_vals + 1, 1);
+    if (!w) return NULL;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const at_node_rec *n = &g->nodes[i];
+        const at_op_def *def = at_op_table[n->op];
+        for (int j = 0; def->alias && j < n->n_out; j++) {
+            int k = def->alias(n, j);
+            if (k >= 0 && k < n->n_in && n->in[k] != AT_NONE) w[n->in[k]] = true;
+        }
+    }
+    return w;
+}
+
+/* The graph value whose buffer a plan value of loc AT_LOC_GRAPH reads (a view's root). */
+static at_val graph_root(const at_plan *p, at_val v) {
+    return p->offset[v] <= -2 ? (at_val)(-p->offset[v] - 2) : v;
+}
+
+/* Rows, K, N and whether B is transposed, for a step that may use a packed weight. */
+static bool packable(const at_graph *g, const at_plan *p, const at_node_rec *n, const bool *w,
+                     int64_t *K, int64_t *N, bool *trans) {
+    if (n->op != AT_OP_MatMul && n->op != AT_OP_Gemm) return false;
+    at_val a = n->in[0], b = n->in[1];
+    if (a == AT_NONE || b == AT_NONE || p->loc[b] != AT_LOC_GRAPH) return false;
+    if (w[b] || w[graph_root(p, b)] || !g->vals[graph_root(p, b)].data) return false;
+    const at_shape *sa = &p->shape[a], *sb = &p->shape[b];
+    if (p->dtype[a] != AT_F32 || p->dtype[b] != AT_F32 || sb->rank != 2 || sa->rank < 1)
+        return false;
+    *trans = false;
+    if (n->op == AT_OP_Gemm) {
+        if (at_attr_int(n, "transA", 0)) return false;
+        *trans = at_attr_int(n, "transB", 0) != 0;
+    }
+    *K = sb->dim[*trans ? 1 : 0];
+    *N = sb->dim[*trans ? 0 : 1];
+    if (sa->dim[sa->rank - 1] != *K || *K < 1 || *N < 1) return false;
+    int64_t rows = at_shape_numel(sa) / *K;
+    return rows >= 1 && rows <= AT_PACK_MAX_ROWS;
+}
+
+at_status at_plan_pack(const at_graph *g, at_plan *p, at_err *err) {
+    if (!at_gemm_pack_nr()) return AT_OK;
+    bool *w = written_in_place(g);
+    if (!w) return at_err_set(err, AT_E_NOMEM, "out of memory packing weights");
+    at_status st = AT_OK;
+    for (int s = 0; s < p->n_steps && st == AT_OK; s++) {
+        const at_node_rec *n = &g->nodes[p->steps[s].node];
+        int64_t K, N;
+        bool trans;
+        if (!packable(g, p, n, w, &K, &N, &trans)) continue;
+        size_t bytes = at_gemm_pack_floats(K, N) * sizeof(float);
+        float *d = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (!d) {
+            st = at_err_set(err, AT_E_NOMEM, "out of memory packing the weight of '%s'", n->name);
+            break;
+        }
+        at_gemm_pack(g->vals[graph_root(p, n->in[1])].data, K, N, trans, d);
+        p->steps[s].packed = d;
+        p->n_packed++;
+        p->packed_bytes += bytes;
+    }
+    free(w);
+    return st;
+}
