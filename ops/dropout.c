@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ops/op.h"
+#include "runtime/cpu/dropout_avx512.h"
 #include "runtime/rng.h"
 
 #ifdef __SSE2__
@@ -156,6 +157,23 @@ static inline void dropout_select(const float *x, float *y, const uint32_t *r, u
     for (int e = 0; e < m; e++) y[e] = r[e] >= thr ? x[e] * scale : 0.0f;
 }
 
+/* Elements of blocks gi PHILOX_LANES .. + PHILOX_LANES - 1 (clipped to n). */
+static void portable_group(at_philox_key key, uint64_t step, uint32_t thr, float scale,
+                           const float *x, float *y, uint8_t *mask, int64_t n, int64_t gi) {
+    uint32_t w[4][PHILOX_LANES], r[4 * PHILOX_LANES];
+    int64_t j0 = gi * PHILOX_LANES, i0 = 4 * j0;
+    philox_lanes(key, (uint64_t)j0, step, w);
+    for (int l = 0; l < PHILOX_LANES; l++)
+        for (int q = 0; q < 4; q++) r[4 * l + q] = w[q][l] >> 8;
+    int m = n - i0 < 4 * PHILOX_LANES ? (int)(n - i0) : 4 * PHILOX_LANES;
+    if (m == 4 * PHILOX_LANES)
+        dropout_select(x + i0, y + i0, r, thr, scale, 4 * PHILOX_LANES);
+    else
+        dropout_select(x + i0, y + i0, r, thr, scale, m);
+    if (mask)
+        for (int e = 0; e < m; e++) mask[i0 + e] = r[e] >= thr;
+}
+
 static at_status dropout_cpu(at_kernel_ctx *k) {
     float ratio, scale;
     bool training;
@@ -179,22 +197,19 @@ static at_status dropout_cpu(at_kernel_ctx *k) {
      * them (tests/test_ops_dropout.c compares the two). Blocks go PHILOX_LANES at a time
      * through philox_lanes, whose lane loops vectorize. */
     int64_t nb = (n + 3) / 4, ngroups = (nb + PHILOX_LANES - 1) / PHILOX_LANES;
-#pragma omp parallel for num_threads(nthreads(k)) schedule(static) if (nb > 2048)
-    for (int64_t gi = 0; gi < ngroups; gi++) {
-        uint32_t w[4][PHILOX_LANES], r[4 * PHILOX_LANES];
-        int64_t j0 = gi * PHILOX_LANES, i0 = 4 * j0;
-        philox_lanes(key, (uint64_t)j0, step, w);
-        for (int l = 0; l < PHILOX_LANES; l++)
-            for (int q = 0; q < 4; q++) r[4 * l + q] = w[q][l] >> 8;
-        int m = n - i0 < 4 * PHILOX_LANES ? (int)(n - i0) : 4 * PHILOX_LANES;
-        if (m == 4 * PHILOX_LANES) {
-            dropout_select(x + i0, y + i0, r, thr, scale, 4 * PHILOX_LANES);
-        } else {
-            dropout_select(x + i0, y + i0, r, thr, scale, m);
-        }
-        if (mask)
-            for (int e = 0; e < m; e++) mask[i0 + e] = r[e] >= thr;
+    if (at_cpu_avx512()) { /* groups of 64 elements (16 blocks) in registers, then the rest */
+        int64_t g64 = n / 64;
+#pragma omp parallel for num_threads(nthreads(k)) schedule(static) if (g64 > 128)
+        for (int64_t g = 0; g < g64; g++)
+            at_dropout_avx512(key, (uint64_t)(16 * g), 1, step, thr, scale, x + 64 * g, y + 64 * g,
+                              mask ? mask + 64 * g : NULL);
+        for (int64_t gi = 16 * g64 / PHILOX_LANES; gi < ngroups; gi++)
+            portable_group(key, step, thr, scale, x, y, mask, n, gi);
+        return AT_OK;
     }
+#pragma omp parallel for num_threads(nthreads(k)) schedule(static) if (nb > 2048)
+    for (int64_t gi = 0; gi < ngroups; gi++)
+        portable_group(key, step, thr, scale, x, y, mask, n, gi);
     return AT_OK;
 }
 
