@@ -7,6 +7,10 @@
 #
 #   bench/snips_gan.sh                 # FRACTIONS="0.02 0.1" SEEDS="1 2 3" MODES="off gan grl"
 #
+# MODES may also name offlong: G off trained for the sum of G's three phase budgets without early
+# stopping (the best epoch on valid kept), so that G's runs do not get more training than the
+# baseline.
+#
 # Environment: ATTUNE (the binary, default build-release/attune, built if missing), SNIPS
 # (../shared/data/snips), OUT (build-release/snips-gan), FRACTIONS, SEEDS, MODES, THREADS (1),
 # MODEL (the model options), LR (0.003), SCHED_G_002 / SCHED_G_01 / SCHED_G_1 (schedules). A run already in runs.jsonl
@@ -58,6 +62,12 @@ for frac in $FRACTIONS; do
             read -r e0 e1 e2 pat <<<"$(sched_of "$frac")"
             case $mode in
             off) preset="--preset baseline" sched="--epochs0 $((e0 + e2)) --patience $pat" ;;
+            # the epoch-matched control: G off, every epoch G's runs may take (all three phases'
+            # budgets) with no early stopping, the best model on valid kept
+            offlong)
+                preset="--preset baseline"
+                sched="--epochs0 $((e0 + e1 + e2)) --patience $((e0 + e1 + e2))"
+                ;;
             gan | grl)
                 preset="--preset joint-nlu"
                 sched="--epochs0 $e0 --epochs1 $e1 --epochs2 $e2 --patience $pat --mode $mode"

@@ -27,7 +27,7 @@ def main(path):
     groups = defaultdict(list)
     for r in runs:
         groups[(r["fraction"], r["mode"])].append(r)
-    order = {"off": 0, "gan": 1, "grl": 2}
+    order = {"off": 0, "offlong": 1, "gan": 2, "grl": 3}
     print("| labels | mode | seeds | intent | slot F1 | sentence | epochs (phases 0/1/2) "
           "| best from phase | L_D last (chance 1.386) | wall s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
