@@ -244,12 +244,18 @@ static at_status equal_cpu(at_kernel_ctx *k) {
         return AT_OK;                                                                              \
     }
 
-/* ---- the transcendental activations: vector spans (ops/vmath.h), AVX2 where the CPU has
- * it (runtime/cpu/vec_avx2.c), over VEC_CHUNK-element chunks that threads split ---- */
+/* ---- the transcendental activations: vector spans (ops/vmath.h), AVX-512 or AVX2 where the
+ * CPU has it (runtime/cpu/vec_avx512.c, vec_avx2.c), over VEC_CHUNK-element chunks that
+ * threads split ---- */
 #define VM_BYTES    16
 #define VM_FN(name) name##_base
 #include "ops/vmath.h"
+#include "runtime/cpu/dropout_avx512.h"
 #include "runtime/cpu/vec.h"
+
+/* The widest span this CPU and build run. */
+#define VM_PICK(name)                                                                              \
+    (at_vec_avx512() && at_cpu_avx512() ? name##_avx512 : at_cpu_avx2() ? name##_avx2 : name##_base)
 
 enum { VEC_CHUNK = 4096 };
 
@@ -269,13 +275,13 @@ static at_status span1_run(at_kernel_ctx *k, span1_fn f) {
 }
 
 static at_status gelu_cpu(at_kernel_ctx *k) {
-    return span1_run(k, at_cpu_avx2() ? at_vm_gelu_avx2 : at_vm_gelu_base);
+    return span1_run(k, VM_PICK(at_vm_gelu));
 }
 static at_status tanh_cpu(at_kernel_ctx *k) {
-    return span1_run(k, at_cpu_avx2() ? at_vm_tanh_avx2 : at_vm_tanh_base);
+    return span1_run(k, VM_PICK(at_vm_tanh));
 }
 static at_status sigmoid_cpu(at_kernel_ctx *k) {
-    return span1_run(k, at_cpu_avx2() ? at_vm_sigmoid_avx2 : at_vm_sigmoid_base);
+    return span1_run(k, VM_PICK(at_vm_sigmoid));
 }
 
 DEFINE_UNARY_F32(relu, x > 0 ? x : 0.0f)
@@ -522,8 +528,7 @@ static at_status gelu_grad_cpu(at_kernel_ctx *k) {
     float *Y = k->out[0].data;
     int64_t n = at_shape_numel(&k->out[0].shape), chunks = (n + VEC_CHUNK - 1) / VEC_CHUNK;
     const bool approx = strcmp(at_attr_str(k->node, "approximate", "none"), "tanh") == 0;
-    void (*f)(const float *, const float *, float *, int64_t, bool) =
-        at_cpu_avx2() ? at_vm_gelu_grad_avx2 : at_vm_gelu_grad_base;
+    void (*f)(const float *, const float *, float *, int64_t, bool) = VM_PICK(at_vm_gelu_grad);
 #pragma omp parallel for num_threads(k->threads) if (n > PAR_MIN) schedule(static)
     for (int64_t ch = 0; ch < chunks; ch++) {
         int64_t i = ch * VEC_CHUNK, end = i + VEC_CHUNK < n ? i + VEC_CHUNK : n;

@@ -109,7 +109,34 @@ static int64_t ln_chunks(int64_t rows) {
 static size_t ln_grad_ws(const at_kernel_ctx *k) {
     int64_t rows, D;
     if (ln_split(k->node, &k->in[G_X].shape, &rows, &D) < 0) return 0;
-    return (size_t)ln_chunks(rows) * 2u * (size_t)D * sizeof(double);
+    return (size_t)ln_chunks(rows) * 2u * (size_t)D * sizeof(float);
+}
+
+/* One row of the backward: with xhat = (x - mean) inv and g = dY Scale, adds dY xhat and dY to
+ * the chunk's dScale and dBias sums and returns sum(g) and sum(g xhat), in LN_LANES running
+ * float sums (a chain of double adds does not vectorize) added in double. */
+static void grad_row_sums(const float *xr, const float *gr, const float *scale, int64_t D,
+                          float mean, float inv, float *ps, float *pb, double *sg, double *sgx) {
+    float ag[LN_LANES] = {0}, agx[LN_LANES] = {0};
+    int64_t j = 0;
+    for (; j + LN_LANES <= D; j += LN_LANES)
+        for (int l = 0; l < LN_LANES; l++) {
+            float xh = (xr[j + l] - mean) * inv, g = gr[j + l] * scale[j + l];
+            ag[l] += g;
+            agx[l] += g * xh;
+            ps[j + l] += gr[j + l] * xh;
+            pb[j + l] += gr[j + l];
+        }
+    double s = 0, sx = 0;
+    for (int l = 0; l < LN_LANES; l++) s += ag[l], sx += agx[l];
+    for (; j < D; j++) {
+        float xh = (xr[j] - mean) * inv, g = gr[j] * scale[j];
+        s += g;
+        sx += (double)g * xh;
+        ps[j] += gr[j] * xh;
+        pb[j] += gr[j];
+    }
+    *sg = s, *sgx = sx;
 }
 
 static at_status ln_grad_cpu(at_kernel_ctx *k) {
@@ -118,7 +145,7 @@ static at_status ln_grad_cpu(at_kernel_ctx *k) {
     if (ln_split(k->node, &X->shape, &rows, &D) < 0)
         return at_kernel_fail(k, AT_E_INVALID, "axis out of range");
     int64_t P = ln_chunks(rows);
-    size_t need = (size_t)P * 2u * (size_t)D * sizeof(double);
+    size_t need = (size_t)P * 2u * (size_t)D * sizeof(float);
     if (need && (!k->ws || k->ws_size < need))
         return at_kernel_fail(k, AT_E_INTERNAL, "workspace of %zu bytes missing", need);
     double eps = at_attr_float(k->node, "epsilon", 1e-5f);
@@ -132,12 +159,12 @@ static at_status ln_grad_cpu(at_kernel_ctx *k) {
     float *dx = out_present(k, 0) ? AT_F32P(&k->out[0]) : NULL;
     float *dscale = out_present(k, 1) ? AT_F32P(&k->out[1]) : NULL;
     float *dbias = out_present(k, 2) ? AT_F32P(&k->out[2]) : NULL;
-    double *part = k->ws;
+    float *part = k->ws;
     int nt = nthreads(k);
     int64_t per = (rows + P - 1) / P;
 #pragma omp parallel for num_threads(nt) schedule(static) if (rows * D > 8192)
     for (int64_t c = 0; c < P; c++) {
-        double *ps = part + c * 2 * D, *pb = ps + D;
+        float *ps = part + c * 2 * D, *pb = ps + D;
         for (int64_t j = 0; j < 2 * D; j++) ps[j] = 0;
         int64_t r1 = (c + 1) * per < rows ? (c + 1) * per : rows;
         for (int64_t r = c * per; r < r1; r++) {
@@ -148,26 +175,23 @@ static at_status ln_grad_cpu(at_kernel_ctx *k) {
             else
                 row_stats(xr, D, eps, &mean, &inv);
             double sg = 0, sgx = 0;
-            if (gr) {
-                for (int64_t j = 0; j < D; j++) {
-                    double xh = (double)(xr[j] - mean) * inv, g = (double)gr[j] * scale[j];
-                    sg += g;
-                    sgx += g * xh;
-                    ps[j] += gr[j] * xh;
-                    pb[j] += gr[j];
-                }
-            }
+            if (gr) grad_row_sums(xr, gr, scale, D, mean, inv, ps, pb, &sg, &sgx);
             if (!dx) continue;
             float *dxr = dx + r * D;
             double invD = D ? 1.0 / (double)D : 0;
-            double mg = sg * invD, mgx = sgx * invD;
-            double cm = dmean ? dmean[r] * invD : 0;
-            double ci = dinv ? -(double)dinv[r] * inv * inv * invD : 0;
-            for (int64_t j = 0; j < D; j++) {
-                double xh = (double)(xr[j] - mean) * inv;
-                double g = gr ? (double)gr[j] * scale[j] : 0;
-                dxr[j] = (float)(inv * (g - mg - xh * mgx) + cm + ci * xh);
-            }
+            float mg = (float)(sg * invD), mgx = (float)(sgx * invD);
+            float cm = dmean ? (float)(dmean[r] * invD) : 0.0f;
+            float ci = dinv ? (float)(-(double)dinv[r] * inv * inv * invD) : 0.0f;
+            if (gr)
+                for (int64_t j = 0; j < D; j++) {
+                    float xh = (xr[j] - mean) * inv;
+                    dxr[j] = inv * (gr[j] * scale[j] - mg - xh * mgx) + cm + ci * xh;
+                }
+            else
+                for (int64_t j = 0; j < D; j++) {
+                    float xh = (xr[j] - mean) * inv;
+                    dxr[j] = inv * (-mg - xh * mgx) + cm + ci * xh;
+                }
         }
     }
     if (dscale || dbias) {

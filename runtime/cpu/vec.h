@@ -9,6 +9,9 @@
 /* Whether the *_avx2 spans may run here (the CPU has AVX2 and FMA, and this build compiled
  * them for it). Cached after the first call. */
 bool at_cpu_avx2(void);
+/* Whether this build compiled the *_avx512 spans for AVX-512 (GCC on x86); run them only where
+ * at_cpu_avx512() (runtime/cpu/dropout_avx512.h) also holds. */
+bool at_vec_avx512(void);
 
 #define AT_VM_DECLARE(SFX)                                                                         \
     void at_vm_gelu_##SFX(const float *x, float *y, int64_t n, bool approx);                       \
@@ -17,6 +20,7 @@ bool at_cpu_avx2(void);
     void at_vm_gelu_grad_##SFX(const float *dy, const float *x, float *dx, int64_t n, bool approx);
 AT_VM_DECLARE(base)
 AT_VM_DECLARE(avx2)
+AT_VM_DECLARE(avx512)
 #undef AT_VM_DECLARE
 
 #endif
