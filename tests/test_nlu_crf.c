@@ -17,67 +17,17 @@
 #include "attune/session.h"
 #include "check.h"
 
-static at_split *g_train;
+#include "nlu_fixture.h"
 
-typedef struct batch {
-    at_batch b;
-    bool training;
-    float lambda, lr;
-} batch;
-
-/* The first sentences of four different lengths, so the batch has padding. */
-static void fill_batch(batch *bt) {
-    at_err e = {0};
-    int64_t idx[4];
-    int n = 0;
-    for (int64_t i = 0; i < g_train->n && n < 4; i++) {
-        int64_t len = g_train->start[i + 1] - g_train->start[i];
-        bool seen = false;
-        for (int k = 0; k < n; k++)
-            seen |= g_train->start[idx[k] + 1] - g_train->start[idx[k]] == len;
-        if (!seen) idx[n++] = i;
-    }
-    CHECK_OK(at_batch_alloc(&bt->b, 4, g_train->max_len, 0, &e));
-    CHECK_OK(at_batch_fill(&bt->b, g_train, idx, n, &e));
-    bt->training = false;
-    bt->lambda = 0;
-    bt->lr = 1e-2f;
-}
-
-static int feeds(const at_nlu_net *n, batch *bt, at_feed *f) {
-    const at_batch *b = &bt->b;
-    at_shape bt2 = AT_SHAPE(b->B, b->T), bv = AT_SHAPE(b->B);
-    int k = 0;
-    f[k++] = (at_feed){n->tokens, {AT_I64, bt2, b->tokens}};
-    f[k++] = (at_feed){n->mask, {AT_F32, bt2, b->mask}};
-    if (n->lengths != AT_NONE) f[k++] = (at_feed){n->lengths, {AT_I64, bv, b->lengths}};
-    f[k++] = (at_feed){n->training, {AT_BOOL, AT_SCALAR, &bt->training}};
-    f[k++] = (at_feed){n->slots, {AT_I64, bt2, b->slots}};
-    f[k++] = (at_feed){n->intents, {AT_I64, bv, b->intents}};
-    f[k++] = (at_feed){n->lambda, {AT_F32, AT_SCALAR, &bt->lambda}};
-    f[k++] = (at_feed){n->lr, {AT_F32, AT_SCALAR, &bt->lr}};
-    return k;
-}
-
-static at_nlu_config small_config(bool crf) {
-    at_nlu_config c = at_nlu_config_default();
+/* The fixture's small model as a BiLSTM without G or D, with or without the CRF. */
+static at_nlu_config crf_config(bool crf) {
+    at_nlu_config c = small_config();
     c.encoder = AT_NLU_BILSTM;
-    c.emb_dim = 12;
-    c.d_model = 16;
-    c.attn_dim = 8;
     c.use_g = false;
     c.adv = AT_NLU_ADV_NONE;
     c.dropout = 0.1f;
     c.crf = crf;
     return c;
-}
-
-static at_nlu_model *make(const at_nlu_config *c) {
-    at_err e = {0};
-    at_nlu_model *m = NULL;
-    at_status st = at_nlu_model_from_split(&m, c, g_train, &e);
-    CHECK(st == AT_OK, "build: %s", e.msg);
-    return m;
 }
 
 /* Runs v (copied out: the view dies at the next run). */
@@ -103,7 +53,7 @@ static float param0(at_nlu_model *m, const char *name, int64_t i) {
 /* The task losses of the plain and the CRF model at init, against the per-token CEs; tags vs
  * argmax. unlabel: row 1 loses its labels. */
 static void test_init(batch *bt, bool unlabel) {
-    at_nlu_config cp = small_config(false), cc = small_config(true);
+    at_nlu_config cp = crf_config(false), cc = crf_config(true);
     at_nlu_model *mp = make(&cp), *mc = make(&cc);
     if (!mp || !mc) goto done;
     int64_t B = bt->b.B, T = bt->b.T;
@@ -164,7 +114,7 @@ done:
 
 /* Base steps lower the task loss and move the transitions; save/load keeps the tags. */
 static void test_train_save(batch *bt) {
-    at_nlu_config c = small_config(true);
+    at_nlu_config c = crf_config(true);
     at_nlu_model *m = make(&c);
     if (!m) return;
     at_err e = {0};
@@ -219,7 +169,7 @@ static void test_train_save(batch *bt) {
 /* Prediction and evaluation follow the CRF: with start and transition scores that force tag k
  * everywhere, every predicted slot is k, whatever the logits say. */
 static void test_predict_uses_tags(void) {
-    at_nlu_config c = small_config(true);
+    at_nlu_config c = crf_config(true);
     at_nlu_model *m = make(&c);
     if (!m) return;
     at_graph *g = at_nlu_model_graph(m);
@@ -252,28 +202,18 @@ static void test_predict_uses_tags(void) {
 }
 
 int main(void) {
-    const char *src = getenv("ATTUNE_SRC");
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/data/sample/train", src ? src : "..");
-    at_err e = {0};
-    if (at_dataset_split(&g_train, dir, &e)) {
-        fprintf(stderr, "test_nlu_crf: %s\n", e.msg);
-        return 1;
-    }
-    at_nlu_vocab v = {0};
-    CHECK_OK(at_nlu_vocab_build(&v, g_train, NULL, &e));
-    CHECK_OK(at_split_encode(g_train, &v, NULL, &e));
-    at_nlu_vocab_free(&v);
+    if (nlu_fixture_open("test_nlu_crf")) return 1;
     batch *bt = calloc(1, sizeof *bt);
-    fill_batch(bt);
+    if (!bt) return 1;
+    fill_batch(bt, 0.0f, 1e-2f);
     test_init(bt, false);
     test_init(bt, true);
     at_batch_free(&bt->b); /* test_init changed it: a fresh one */
-    fill_batch(bt);
+    fill_batch(bt, 0.0f, 1e-2f);
     test_train_save(bt);
     test_predict_uses_tags();
     at_batch_free(&bt->b);
     free(bt);
-    at_split_free(g_train);
+    nlu_fixture_close();
     return check_done("test_nlu_crf");
 }
