@@ -10,6 +10,7 @@
 
 #include "attune/dataset.h"
 #include "attune/nlu.h"
+#include "graph/quote.h"
 
 at_nlu_config at_nlu_config_default(void) {
     at_nlu_config c = {
@@ -176,13 +177,14 @@ static bool parse_i64(const char *s, long long *v) {
 
 static at_status set_field(at_nlu_config *c, const field *f, const char *v, at_err *e) {
     char *base = (char *)c + f->off;
+    char q[AT_QUOTE_CAP]; /* v in messages: it may come from a file */
     long long iv;
     switch (f->k) {
     case K_INT:
     case K_I64:
         if (!parse_i64(v, &iv) || iv < f->lo || iv > f->hi)
             return at_err_set(e, AT_E_INVALID, "config %s: '%s' is not an integer in [%g, %g]",
-                              f->key, v, f->lo, f->hi);
+                              f->key, at_quote(q, v), f->lo, f->hi);
         if (f->k == K_INT)
             *(int *)base = (int)iv;
         else
@@ -194,7 +196,7 @@ static at_status set_field(at_nlu_config *c, const field *f, const char *v, at_e
         unsigned long long u = strtoull(v, &end, 10);
         if (!*v || *end || errno || *v == '-')
             return at_err_set(e, AT_E_INVALID, "config %s: '%s' is not an unsigned integer", f->key,
-                              v);
+                              at_quote(q, v));
         *(uint64_t *)base = u;
         return AT_OK;
     }
@@ -204,7 +206,7 @@ static at_status set_field(at_nlu_config *c, const field *f, const char *v, at_e
         double d = strtod(v, &end);
         if (!*v || *end || errno || !isfinite(d) || d < f->lo || d > f->hi)
             return at_err_set(e, AT_E_INVALID, "config %s: '%s' is not a number in [%g, %g]",
-                              f->key, v, f->lo, f->hi);
+                              f->key, at_quote(q, v), f->lo, f->hi);
         *(float *)base = (float)d;
         return AT_OK;
     }
@@ -214,7 +216,8 @@ static at_status set_field(at_nlu_config *c, const field *f, const char *v, at_e
         else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "off"))
             *(bool *)base = false;
         else
-            return at_err_set(e, AT_E_INVALID, "config %s: '%s' is not true or false", f->key, v);
+            return at_err_set(e, AT_E_INVALID, "config %s: '%s' is not true or false", f->key,
+                              at_quote(q, v));
         return AT_OK;
     case K_ENUM: {
         const char *w = v;
@@ -232,7 +235,8 @@ static at_status set_field(at_nlu_config *c, const field *f, const char *v, at_e
             strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
             strncat(list, f->names[i], sizeof list - strlen(list) - 1);
         }
-        return at_err_set(e, AT_E_INVALID, "config %s: '%s' is not one of %s", f->key, v, list);
+        return at_err_set(e, AT_E_INVALID, "config %s: '%s' is not one of %s", f->key,
+                          at_quote(q, v), list);
     }
     case K_EPOCHS: {
         int ep[3];
@@ -244,7 +248,8 @@ static at_status set_field(at_nlu_config *c, const field *f, const char *v, at_e
             if (end == p || errno || x < 0 || x > f->hi || (i < 2 && *end != ',') ||
                 (i == 2 && *end))
                 return at_err_set(e, AT_E_INVALID,
-                                  "config epochs: '%s' is not three counts like 20,3,10", v);
+                                  "config epochs: '%s' is not three counts like 20,3,10",
+                                  at_quote(q, v));
             ep[i] = (int)x;
             p = end + 1;
         }
@@ -260,7 +265,8 @@ static at_status set_field(at_nlu_config *c, const field *f, const char *v, at_e
             if (n == 4 || end == p || errno || x < f->lo || x > f->hi || x % 2 == 0 ||
                 (*end && *end != ','))
                 return at_err_set(e, AT_E_INVALID,
-                                  "config d_widths: '%s' is not 1 to 4 odd widths like 3,5", v);
+                                  "config d_widths: '%s' is not 1 to 4 odd widths like 3,5",
+                                  at_quote(q, v));
             w[n] = (int)x;
             if (!*end) break;
             p = end + 1;
@@ -277,7 +283,8 @@ at_status at_nlu_config_set(at_nlu_config *c, const char *key, const char *value
     if (!c || !key || !value) return at_err_set(e, AT_E_INVALID, "config: NULL argument");
     for (int i = 0; i < N_FIELDS; i++)
         if (!strcmp(fields[i].key, key)) return set_field(c, &fields[i], value, e);
-    return at_err_set(e, AT_E_INVALID, "config: unknown key '%s'", key);
+    char q[AT_QUOTE_CAP];
+    return at_err_set(e, AT_E_INVALID, "config: unknown key '%s'", at_quote(q, key));
 }
 
 static int format_field(const at_nlu_config *c, const field *f, char *buf, size_t cap) {
@@ -344,7 +351,10 @@ at_status at_nlu_config_from_string(at_nlu_config *c, const char *text, at_err *
         if (n && buf[n - 1] == '\r') buf[--n] = 0;
         if (!n || buf[0] == '#') continue;
         char *eq = strchr(buf, '=');
-        if (!eq) return at_err_set(e, AT_E_FORMAT, "config line %d: no '=' in '%s'", line, buf);
+        char q[AT_QUOTE_CAP];
+        if (!eq)
+            return at_err_set(e, AT_E_FORMAT, "config line %d: no '=' in '%s'", line,
+                              at_quote(q, buf));
         *eq = 0;
         at_status st = at_nlu_config_set(&r, buf, eq + 1, e);
         if (st) return st;
