@@ -259,6 +259,19 @@ printf 'play some jazz\nwake me up\n' >"$T/badtest/seq.in"
 printf 'O O B-genre\nO O\n' >"$T/badtest/seq.out"
 printf 'play_music\nset_alarm\n' >"$T/badtest/label"
 expect 2 "$T/badtest/seq.out:2" eval "$T/t.onnx" --data "$T/badtest"
+# valid labels the training split lacks: one note before training, then training goes on
+mkdir -p "$T/unkdata/valid"
+ln -sfn "$SAMPLE/train" "$T/unkdata/train"
+cp "$T/badtest/seq.in" "$T/badtest/label" "$T/unkdata/valid/"
+printf 'O O B-nosuchslot\nO O O\n' >"$T/unkdata/valid/seq.out"
+printf 'no_such_intent\nset_alarm\n' >"$T/unkdata/valid/label"
+expect 0 "wrote $T/unk.onnx" train "$T/m.onnx" --data "$T/unkdata" -o "$T/unk.onnx" --epochs0 1 \
+    --epochs1 0 --epochs2 0 --max-steps 2 --threads 1 --progress none
+if grep -q "^attune: train: note: .*valid: 1 intents and 1 slot labels unknown to the training split (B-nosuchslot no_such_intent)" "$T/err"; then
+    passed=$((passed + 1))
+else
+    fail "train: no note of the valid labels unknown to the training split"
+fi
 expect 2 "$SAMPLE/nope: no such folder" eval "$T/t.onnx" --data "$SAMPLE" --split nope
 
 # adversarial examples, adversarial training, VAT, hard attention (issue 5)

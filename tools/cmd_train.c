@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "graph/quote.h"
 
 #define CMD "train"
 
@@ -562,6 +563,19 @@ typedef struct train_args {
     bool check_finite;
 } train_args;
 
+/* Valid sentences whose intent or slot labels the training split never has count as wrong
+ * whatever the model does: say so once, as eval does, before any epoch. */
+static void note_unknown_labels(at_split *valid, at_nlu_model *m) {
+    at_encode_stats es;
+    at_err e = {0};
+    if (!valid || at_split_encode(valid, at_nlu_model_vocab(m), &es, &e) != AT_OK) return;
+    if (!es.unk_intents && !es.unk_slot_labels) return;
+    char line[512];
+    at_encode_stats_str(&es, valid->path, line, sizeof line);
+    at_msg_escape(line, sizeof line); /* the labels are the data file's words */
+    fprintf(stderr, "attune: " CMD ": note: %s\n", line);
+}
+
 int cmd_train(int argc, char **argv) {
     cli_cfg_opts co;
     cli_cfg_init(&co);
@@ -751,6 +765,7 @@ int cmd_train(int argc, char **argv) {
     if ((rc = cli_model_session(CMD, m, t.device, t.threads, cfg.seed,
                                 t.check_finite ? CLI_SESSION_CHECK_FINITE : 0)) != CLI_CONTINUE)
         goto done;
+    note_unknown_labels(valid, m);
 
     if (t.ckpt_dir && cli_mkdirs(t.ckpt_dir) != 0) {
         rc = cli_fail(CLI_EXIT_FAIL, CMD, "--checkpoint-dir %s: %s", t.ckpt_dir, strerror(errno));
