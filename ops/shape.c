@@ -484,8 +484,8 @@ static int64_t reshape_hole(const at_shape *in, const int64_t *out, int n, int h
     for (int d = 0; d < in->rank; d++) {
         if (in->dim[d] < 0)
             ins[nin++] = in->dim[d];
-        else
-            if (__builtin_mul_overflow(pin, in->dim[d], &pin)) pin = INT64_MAX;
+        else if (__builtin_mul_overflow(pin, in->dim[d], &pin))
+            pin = INT64_MAX;
     }
     int extra_out = 0;
     for (int k = 0; k < n; k++) {
@@ -884,7 +884,8 @@ const at_op_def at_op_def_Split = {
     .nondiff = 1u << 1,
 };
 
-at_status at_split_into(at_graph *g, at_val x, int axis, int n, const int64_t *sizes, at_val *outs) {
+at_status at_split_into(at_graph *g, at_val x, int axis, int n, const int64_t *sizes,
+                        at_val *outs) {
     for (int j = 0; j < n; j++) outs[j] = AT_NONE;
     if (x == AT_NONE) {
         at_status st = at_graph_status(g);

@@ -244,7 +244,7 @@ static void ref_split(const at_tensor *x, int axis, int n, const int64_t *sizes,
 
 #define DEF_SPLIT(id, axis, n, sizes)                                                              \
     static int id##_b(at_graph *g, const at_val *in, at_val *out) {                                \
-        return at_split_into(g, in[0], axis, n, sizes, out) == AT_OK ? n : -1;                          \
+        return at_split_into(g, in[0], axis, n, sizes, out) == AT_OK ? n : -1;                     \
     }                                                                                              \
     static void id##_r(const at_tensor *in, int n_in, at_tensor *out, int n_out) {                 \
         (void)n_in, (void)n_out;                                                                   \

@@ -78,14 +78,34 @@ void at_gemm_pack(const float *B, int64_t K, int64_t N, bool trans, float *dst) 
 __attribute__((target("avx512f"))) static void tile512(int64_t K, float alpha,
                                                        const float *const *rows, const float *Bp,
                                                        bool beta, float *C, int64_t ldc) {
-    ROW512(0)
-    ROW512(1) ROW512(2) ROW512(3) ROW512(4) ROW512(5) ROW512(6)
-        ROW512(7) for (int64_t k = 0; k < K; k++) {
+    ROW512(0);
+    ROW512(1);
+    ROW512(2);
+    ROW512(3);
+    ROW512(4);
+    ROW512(5);
+    ROW512(6);
+    ROW512(7);
+    for (int64_t k = 0; k < K; k++) {
         __m512 b0 = _mm512_load_ps(Bp + k * 32), b1 = _mm512_load_ps(Bp + k * 32 + 16);
-        FMA512(0) FMA512(1) FMA512(2) FMA512(3) FMA512(4) FMA512(5) FMA512(6) FMA512(7)
+        FMA512(0);
+        FMA512(1);
+        FMA512(2);
+        FMA512(3);
+        FMA512(4);
+        FMA512(5);
+        FMA512(6);
+        FMA512(7);
     }
     __m512 al = _mm512_set1_ps(alpha);
-    STORE512(0) STORE512(1) STORE512(2) STORE512(3) STORE512(4) STORE512(5) STORE512(6) STORE512(7)
+    STORE512(0);
+    STORE512(1);
+    STORE512(2);
+    STORE512(3);
+    STORE512(4);
+    STORE512(5);
+    STORE512(6);
+    STORE512(7);
 }
 
 #define MR256 6
@@ -113,12 +133,28 @@ __attribute__((target("avx512f"))) static void tile512(int64_t K, float alpha,
 __attribute__((target("avx2,fma"))) static void tile256(int64_t K, float alpha,
                                                         const float *const *rows, const float *Bp,
                                                         bool beta, float *C, int64_t ldc) {
-    ROW256(0) ROW256(1) ROW256(2) ROW256(3) ROW256(4) ROW256(5) for (int64_t k = 0; k < K; k++) {
+    ROW256(0);
+    ROW256(1);
+    ROW256(2);
+    ROW256(3);
+    ROW256(4);
+    ROW256(5);
+    for (int64_t k = 0; k < K; k++) {
         __m256 b0 = _mm256_load_ps(Bp + k * 16), b1 = _mm256_load_ps(Bp + k * 16 + 8);
-        FMA256(0) FMA256(1) FMA256(2) FMA256(3) FMA256(4) FMA256(5)
+        FMA256(0);
+        FMA256(1);
+        FMA256(2);
+        FMA256(3);
+        FMA256(4);
+        FMA256(5);
     }
     __m256 al = _mm256_set1_ps(alpha);
-    STORE256(0) STORE256(1) STORE256(2) STORE256(3) STORE256(4) STORE256(5)
+    STORE256(0);
+    STORE256(1);
+    STORE256(2);
+    STORE256(3);
+    STORE256(4);
+    STORE256(5);
 }
 
 /* One panel, all M rows. An edge tile's missing rows read A's last row again and its block
