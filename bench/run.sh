@@ -110,6 +110,17 @@ for r in $(seq "$ROUNDS"); do
     done
 done
 
+# The same at 1 thread, for reference.
+if [ $QUICK = 0 ]; then
+    for r in 1 2; do
+        for T in 16 48; do
+            log "inference at 1 thread, round $r T=$T"
+            tagged infer_t1 "$BUILD/bench_infer" --model "$MODEL" --seq $T --threads 1 --reps $INFER_REPS
+            tagged infer_t1 "$ORT_PYTHON" "$ROOT/bench/ort_infer.py" --model "$MODEL" --seq $T --threads 1 --reps $INFER_REPS
+        done
+    done
+fi
+
 # 3: GEMM at the model's shapes (a Markdown table).
 log "gemm"
 "$BUILD/bench_gemm" "$THREADS" >"$BUILD/gemm.md"
