@@ -206,7 +206,7 @@ static at_status matmul_cpu(at_kernel_ctx *k) {
     /* B shared by every batch item (a weight): one tall GEMM over all rows of A. */
     if (batch_b == 1 && fits_int(batch * M)) {
         if (k->packed) { /* a few rows against a weight the plan packed */
-            at_gemm_packed(k->threads, batch * M, N, K, 1.0f, a, K, k->packed, false, y, N);
+            at_gemm_packed(k->pool, batch * M, N, K, 1.0f, a, K, k->packed, false, y, N);
             return AT_OK;
         }
         at_sgemm(k->threads, false, false, batch * M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
@@ -391,7 +391,7 @@ static at_status gemm_cpu(at_kernel_ctx *k) {
         gemm_beta = 1.0f;
     }
     if (k->packed && !ta) {
-        at_gemm_packed(k->threads, M, N, K, alpha, AT_F32P(A), A->shape.dim[1], k->packed,
+        at_gemm_packed(k->pool, M, N, K, alpha, AT_F32P(A), A->shape.dim[1], k->packed,
                        gemm_beta != 0.0f, y, N);
         return AT_OK;
     }

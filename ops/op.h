@@ -54,9 +54,10 @@ typedef struct at_kernel_ctx {
     int threads;
     uint64_t seed, step; /* RNG key with node_id */
     void *backend;       /* backend state (CUDA stream, handles); NULL on CPU */
-    const float
-        *packed;   /* CPU: the plan's packed copy of weight input 1 (runtime/plan.h), or NULL */
-    char msg[512]; /* set by at_kernel_fail */
+    /* CPU: the plan's packed copy of weight input 1 (runtime/plan.h), or NULL */
+    const float *packed;
+    struct at_pool *pool; /* CPU: the session's pool for packed GEMMs, or NULL */
+    char msg[512];        /* set by at_kernel_fail */
 } at_kernel_ctx;
 
 at_status at_kernel_fail(at_kernel_ctx *k, at_status code, const char *fmt, ...)

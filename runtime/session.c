@@ -12,6 +12,7 @@
 
 #include "attune/session.h"
 #include "runtime/backend.h"
+#include "runtime/cpu/pool.h"
 #include "runtime/plan.h"
 
 extern void openblas_set_num_threads(int);
@@ -35,6 +36,7 @@ struct at_session {
     int64_t *syms; /* scratch: symbol binding of the current feeds */
     int syms_cap;
     at_session_stats stats;
+    at_pool *pool; /* helpers for packed GEMMs (threads > 1; made with the first such plan) */
     at_profile_entry *prof; /* per node when opts.profile (node and op_type filled on read) */
     int prof_cap;
     char err[1024];
@@ -110,6 +112,7 @@ void at_session_free(at_session *s) {
     free(s->want);
     free(s->syms);
     free(s->prof);
+    at_pool_free(s->pool);
     free(s);
 }
 
@@ -296,6 +299,7 @@ static at_status execute(at_session *s, at_plan *p) {
         k.step = s->step;
         k.backend = NULL;
         k.packed = ps->packed;
+        k.pool = s->pool;
         k.msg[0] = 0;
         double t0 = s->o.profile ? now_ms() : 0.0;
         at_status rc = def->cpu(&k);
@@ -344,6 +348,9 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
             at_plan_free(p);
             return sfail(s, e.code, "%s", e.msg);
         }
+        /* NULL when threads cannot start: the packed GEMMs then run on the caller alone */
+        if (!s->dev && p->n_packed && s->o.threads > 1 && !s->pool)
+            s->pool = at_pool_new(s->o.threads - 1);
         if (s->dev && (st = dev_check_plan(s, p)) != AT_OK) {
             at_plan_free(p);
             return st;
@@ -734,6 +741,7 @@ static at_status dev_steps(at_session *s, const at_plan *p, const dev_plan *dp) 
         k.step = s->step;
         k.backend = d->be->node_state(d->st, d->host_in, n->n_in);
         k.packed = NULL;
+        k.pool = NULL;
         k.msg[0] = 0;
         at_status rc = fn(&k);
         if (rc != AT_OK) return sfail(s, rc, "node '%s' (%s): %s", n->name, n->op_type, k.msg);

@@ -29,7 +29,8 @@ static void ref(int64_t M, int64_t N, int64_t K, float alpha, const float *A, in
         }
 }
 
-static void one_case(int64_t M, int64_t N, int64_t K, bool trans, float alpha, bool beta, int nt) {
+static void one_case(int64_t M, int64_t N, int64_t K, bool trans, float alpha, bool beta,
+                     at_pool *pool) {
     int64_t lda = K + 3, ldc = N + 5; /* strides wider than the rows */
     float *A = malloc(sizeof(float) * (size_t)(M * lda)),
           *B = malloc(sizeof(float) * (size_t)(K * N));
@@ -45,7 +46,7 @@ static void one_case(int64_t M, int64_t N, int64_t K, bool trans, float alpha, b
     for (int64_t i = 0; i < K * N; i++) B[i] = frand();
     for (int64_t i = 0; i < M * ldc; i++) C0[i] = C[i] = frand();
     at_gemm_pack(B, K, N, trans, P);
-    at_gemm_packed(nt, M, N, K, alpha, A, lda, P, beta, C, ldc);
+    at_gemm_packed(pool, M, N, K, alpha, A, lda, P, beta, C, ldc);
     ref(M, N, K, alpha, A, lda, B, trans, beta ? C0 : NULL, ldc, R);
     double worst = 0;
     int64_t bad = -1;
@@ -58,8 +59,9 @@ static void one_case(int64_t M, int64_t N, int64_t K, bool trans, float alpha, b
             }
             if (e > worst) worst = e;
         }
-    CHECK(bad < 0, "M %lld N %lld K %lld trans %d alpha %g beta %d threads %d: element %lld off",
-          (long long)M, (long long)N, (long long)K, trans, alpha, beta, nt, (long long)bad);
+    CHECK(bad < 0, "M %lld N %lld K %lld trans %d alpha %g beta %d pool %d: element %lld off",
+          (long long)M, (long long)N, (long long)K, trans, alpha, beta, pool != NULL,
+          (long long)bad);
     /* the padding between rows of C (ldc > N) is never written */
     int64_t touched = 0;
     for (int64_t i = 0; i < M; i++)
@@ -74,12 +76,18 @@ static void kernel_cases(void) {
     for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
         for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
             for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++)
-                one_case(Ms[a], Ns[b], Ks[c], (a + b) % 2, 1.0f, false, 1);
-    one_case(16, 70, 33, true, 0.5f, true, 1);
-    one_case(7, 40, 9, false, -2.0f, true, 1);
+                one_case(Ms[a], Ns[b], Ks[c], (a + b) % 2, 1.0f, false, NULL);
+    one_case(16, 70, 33, true, 0.5f, true, NULL);
+    one_case(7, 40, 9, false, -2.0f, true, NULL);
     /* big enough for the threads to split the panels */
-    one_case(16, 1024, 256, false, 1.0f, false, 2);
-    one_case(33, 300, 512, true, 1.0f, true, 2);
+    at_pool *pool = at_pool_new(2);
+    CHECK(pool != NULL, "at_pool_new(2)");
+    for (int rep = 0; rep < 20; rep++) {
+        one_case(16, 1024, 256, false, 1.0f, false, pool);
+        one_case(33, 300, 512, true, 1.0f, true, pool);
+        one_case(64, 96, 100, false, 1.0f, false, pool);
+    }
+    at_pool_free(pool);
 }
 
 /* y = x W1 (MatMul, W1 [K, N]) and z = Gemm(x2, W2, transB) with x [1, T, K], x2 [T, K]. */

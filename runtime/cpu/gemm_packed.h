@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runtime/cpu/pool.h"
+
 /* Panel width in columns of the kernel this CPU runs (32 with AVX-512, 16 with AVX2 + FMA), or
  * 0 when it has neither (callers then keep to BLAS). Cached after the first call. */
 int at_gemm_pack_nr(void);
@@ -22,9 +24,10 @@ size_t at_gemm_pack_floats(int64_t K, int64_t N);
 void at_gemm_pack(const float *B, int64_t K, int64_t N, bool trans, float *dst);
 
 /* C[M, N] = alpha A[M, K] Bp + (beta ? C : 0), beta 0 or 1, A row-major with leading dim lda,
- * C with ldc; up to nt threads take whole panels when the product is large enough to pay for
- * waking them. Sums run over k in order, one FMA a step. */
-void at_gemm_packed(int nt, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+ * C with ldc; the pool's threads (NULL: the caller alone) take whole panels when the product
+ * is large enough. Sums run over k in order, one FMA a step, so the result does not depend on
+ * the threads. */
+void at_gemm_packed(at_pool *pool, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *Bp, bool beta, float *C, int64_t ldc);
 
 #endif
