@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -35,8 +36,10 @@ struct at_pool {
     void (*fn)(void *, int64_t);
     void *arg;
     int64_t n;
-    atomic_int_fast64_t next; /* next item to claim */
-    atomic_int_fast64_t done; /* items finished */
+    /* the counters on cache lines of their own: both threads write them for every item */
+    _Alignas(64) atomic_int_fast64_t next; /* next item to claim */
+    _Alignas(64) atomic_int_fast64_t done; /* items finished */
+    char pad[64 - sizeof(atomic_int_fast64_t)];
 };
 
 static void claim_all(at_pool *p) {
@@ -89,7 +92,8 @@ static void *helper(void *arg) {
 
 at_pool *at_pool_new(int helpers) {
     if (helpers < 1) return NULL;
-    at_pool *p = calloc(1, sizeof *p);
+    at_pool *p = aligned_alloc(64, (sizeof(at_pool) + 63) / 64 * 64);
+    if (p) memset(p, 0, sizeof *p);
     if (!p) return NULL;
     p->th = calloc((size_t)helpers, sizeof *p->th);
     if (!p->th || pthread_mutex_init(&p->mu, NULL)) {
