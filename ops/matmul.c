@@ -165,6 +165,29 @@ static at_status matmul_infer(at_infer_ctx *c) {
     return AT_OK;
 }
 
+/* One item of a batched product: its offsets into A and B from its index over the broadcast
+ * batch dims, then one GEMM. */
+typedef struct batch_items {
+    int nb;
+    const int64_t *ydim, *sta, *stb;
+    int64_t M, N, K;
+    const float *a, *b;
+    float *y;
+} batch_items;
+
+static void batch_item(const batch_items *bi, int64_t t, int threads) {
+    int64_t rem = t, oa = 0, ob = 0;
+    for (int i = bi->nb - 1; i >= 0; i--) {
+        int64_t idx = rem % bi->ydim[i];
+        rem /= bi->ydim[i];
+        oa += idx * bi->sta[i];
+        ob += idx * bi->stb[i];
+    }
+    int64_t M = bi->M, N = bi->N, K = bi->K;
+    at_sgemm(threads, false, false, M, N, K, 1.0f, bi->a + oa * M * K, K, bi->b + ob * K * N, N,
+             0.0f, bi->y + t * M * N, N);
+}
+
 static at_status matmul_cpu(at_kernel_ctx *k) {
     const at_tensor *A = &k->in[0], *B = &k->in[1];
     at_tensor *Y = &k->out[0];
@@ -216,18 +239,13 @@ static at_status matmul_cpu(at_kernel_ctx *k) {
     int nt = k->threads > 1 && at_blas_single() ? k->threads : 1;
     double item = (double)M * (double)N * (double)K;
     /* 4 x PAR_MNK in all: 128 heads of 16 x 64 x 16 (2e6) ran slower split than not */
-    bool split_items = nt > 1 && item < PAR_MNK && item * (double)batch >= 4 * PAR_MNK;
-#pragma omp parallel for num_threads(nt) schedule(static) if (split_items && batch > 1)
-    for (int64_t t = 0; t < batch; t++) {
-        int64_t rem = t, oa = 0, ob = 0;
-        for (int i = nb - 1; i >= 0; i--) {
-            int64_t idx = rem % ydim[i];
-            rem /= ydim[i];
-            oa += idx * sta[i];
-            ob += idx * stb[i];
-        }
-        at_sgemm(split_items ? 1 : k->threads, false, false, M, N, K, 1.0f, a + oa * M * K, K,
-                 b + ob * K * N, N, 0.0f, y + t * M * N, N);
+    bool split_items = nt > 1 && batch > 1 && item < PAR_MNK && item * (double)batch >= 4 * PAR_MNK;
+    batch_items bi = {nb, ydim, sta, stb, M, N, K, a, b, y};
+    if (split_items) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t t = 0; t < batch; t++) batch_item(&bi, t, 1);
+    } else { /* no OpenMP region at all: a region of one thread still costs a call per node */
+        for (int64_t t = 0; t < batch; t++) batch_item(&bi, t, k->threads);
     }
     return AT_OK;
 }
