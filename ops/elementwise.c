@@ -251,6 +251,7 @@ static at_status equal_cpu(at_kernel_ctx *k) {
 #define VM_FN(name) name##_base
 #include "ops/vmath.h"
 #include "runtime/cpu/dropout_avx512.h"
+#include "runtime/cpu/pool.h"
 #include "runtime/cpu/vec.h"
 
 /* The widest span this CPU and build run. */
@@ -261,11 +262,30 @@ enum { VEC_CHUNK = 4096 };
 
 typedef void (*span1_fn)(const float *x, float *y, int64_t n, bool approx);
 
+typedef struct span1_job {
+    span1_fn f;
+    const float *x;
+    float *y;
+    int64_t n;
+    bool approx;
+} span1_job;
+
+static void span1_chunk(void *arg, int64_t ch) {
+    const span1_job *j = arg;
+    int64_t i = ch * VEC_CHUNK, end = i + VEC_CHUNK < j->n ? i + VEC_CHUNK : j->n;
+    j->f(j->x + i, j->y + i, end - i, j->approx);
+}
+
 static at_status span1_run(at_kernel_ctx *k, span1_fn f) {
     const float *X = (const float *)k->in[0].data;
     float *Y = (float *)k->out[0].data;
     int64_t n = at_shape_numel(&k->out[0].shape), chunks = (n + VEC_CHUNK - 1) / VEC_CHUNK;
     const bool approx = strcmp(at_attr_str(k->node, "approximate", "none"), "tanh") == 0;
+    if (k->pool) { /* batch-1 inference: the session's pool, not an OpenMP team */
+        span1_job j = {f, X, Y, n, approx};
+        at_pool_run(n > 4 * VEC_CHUNK ? k->pool : NULL, chunks, span1_chunk, &j);
+        return AT_OK;
+    }
 #pragma omp parallel for num_threads(k->threads) if (n > PAR_MIN) schedule(static)
     for (int64_t ch = 0; ch < chunks; ch++) {
         int64_t i = ch * VEC_CHUNK, end = i + VEC_CHUNK < n ? i + VEC_CHUNK : n;

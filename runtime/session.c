@@ -275,6 +275,11 @@ static at_status check_finite(at_session *s, const at_node_rec *n, const at_tens
 
 static at_status execute(at_session *s, at_plan *p) {
     const at_graph *g = s->g;
+    /* A plan with packed weights multiplies a few rows (batch-1 inference): its kernels are
+     * too short for OpenMP's fork-join (a sleeping thread wakes in 10-50 us), so they run on
+     * the caller, and the GEMMs and activations split over the session's pool instead. */
+    bool few_rows = p->n_packed && s->pool;
+    int kthreads = few_rows ? 1 : s->o.threads;
     for (int st = 0; st < p->n_steps; st++) {
         const at_plan_step *ps = &p->steps[st];
         const at_node_rec *n = &g->nodes[ps->node];
@@ -294,12 +299,12 @@ static at_status execute(at_session *s, at_plan *p) {
         k.out = out;
         k.ws = ps->ws_off >= 0 ? (char *)s->arena + ps->ws_off : NULL;
         k.ws_size = ps->ws_size;
-        k.threads = s->o.threads;
+        k.threads = kthreads;
         k.seed = s->o.seed;
         k.step = s->step;
         k.backend = NULL;
         k.packed = ps->packed;
-        k.pool = s->pool;
+        k.pool = few_rows ? s->pool : NULL;
         k.msg[0] = 0;
         double t0 = s->o.profile ? now_ms() : 0.0;
         at_status rc = def->cpu(&k);
