@@ -131,6 +131,42 @@ static void session_cases(void) {
     at_graph_free(g);
 }
 
+/* A batch-1 plan at 2 threads: the packed GEMM and the Tanh after it go through the session's
+ * pool (64 x 512 = 32768 outputs, enough to split); results as the reference's. */
+static void pooled_case(void) {
+    enum { T = 64, K = 40, N = 512 };
+    at_graph *g = at_graph_new();
+    at_val x = at_input(g, "x", AT_F32, AT_SHAPE(1, T, K));
+    float *w = malloc(sizeof(float) * K * N), *xs = malloc(sizeof(float) * T * K);
+    double *r = malloc(sizeof(double) * T * N);
+    if (!w || !xs || !r) {
+        CHECK(0, "out of memory");
+        exit(1);
+    }
+    for (int i = 0; i < K * N; i++) w[i] = 0.2f * frand();
+    for (int i = 0; i < T * K; i++) xs[i] = frand();
+    at_val W = at_const(g, "W", AT_F32, AT_SHAPE(K, N), w);
+    at_val y = at_tanh(g, at_matmul(g, x, W));
+    at_session_opts o = at_session_defaults();
+    o.threads = 2;
+    at_err e = {0};
+    at_session *s = at_session_new(g, &o, &e);
+    CHECK(s != NULL, "session: %s", e.msg);
+    at_feed f = {x, {AT_F32, AT_SHAPE(1, T, K), xs}};
+    at_tensor out;
+    ref(T, N, K, 1.0f, xs, K, w, false, NULL, 0, r);
+    for (int rep = 0; rep < 50 && s; rep++) {
+        CHECK_OK(at_session_run(s, &f, 1, &y, 1, &out, NULL, 0));
+        int64_t bad = 0;
+        for (int i = 0; i < T * N; i++) bad += fabs(((float *)out.data)[i] - tanh(r[i])) > 1e-4;
+        CHECK(bad == 0, "run %d: %lld outputs off", rep, (long long)bad);
+    }
+    CHECK(at_session_get_stats(s).packed_weights == 1, "the weight was not packed");
+    at_session_free(s);
+    at_graph_free(g);
+    free(w), free(xs), free(r);
+}
+
 /* A weight an optimizer updates in place is never packed, and training still learns. */
 static void training_case(void) {
     enum { T = 4, K = 16, N = 8 };
@@ -169,6 +205,7 @@ int main(void) {
     }
     kernel_cases();
     session_cases();
+    pooled_case();
     training_case();
     return check_done("test_gemm_packed");
 }
