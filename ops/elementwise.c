@@ -254,9 +254,7 @@ static at_status equal_cpu(at_kernel_ctx *k) {
 #include "runtime/cpu/pool.h"
 #include "runtime/cpu/vec.h"
 
-/* The widest span this CPU and build run. */
-#define VM_PICK(name)                                                                              \
-    (at_vec_avx512() && at_cpu_avx512() ? name##_avx512 : at_cpu_avx2() ? name##_avx2 : name##_base)
+#define VM_PICK AT_VM_PICK
 
 enum { VEC_CHUNK = 4096 };
 

@@ -165,6 +165,40 @@ static at_status matmul_infer(at_infer_ctx *c) {
     return AT_OK;
 }
 
+/* y[r] = A[r, :] . b for R rows of K, in 16 running lanes; the pool takes blocks of rows. Used
+ * by batch-1 plans (additive attention scores against their v vector) instead of a
+ * multi-threaded BLAS GEMV, whose own threads would compete with the pool's. */
+enum { GEMV_LANES = 16, GEMV_BLOCK = 64 };
+
+typedef struct gemv_job {
+    int64_t R, K;
+    const float *A, *b;
+    float *y;
+} gemv_job;
+
+static void gemv_block(void *arg, int64_t blk) {
+    const gemv_job *j = arg;
+    int64_t r1 = (blk + 1) * GEMV_BLOCK < j->R ? (blk + 1) * GEMV_BLOCK : j->R;
+    for (int64_t r = blk * GEMV_BLOCK; r < r1; r++) {
+        const float *a = j->A + r * j->K;
+        float acc[GEMV_LANES] = {0};
+        int64_t c = 0;
+        for (; c + GEMV_LANES <= j->K; c += GEMV_LANES)
+            for (int l = 0; l < GEMV_LANES; l++) acc[l] += a[c + l] * j->b[c + l];
+        float s = 0;
+        for (int l = 0; l < GEMV_LANES; l++) s += acc[l];
+        for (; c < j->K; c++) s += a[c] * j->b[c];
+        j->y[r] = s;
+    }
+}
+
+static void gemv_rows(at_pool *pool, int64_t R, int64_t K, const float *A, const float *b,
+                      float *y) {
+    gemv_job j = {R, K, A, b, y};
+    int64_t blocks = (R + GEMV_BLOCK - 1) / GEMV_BLOCK;
+    at_pool_run(R * K >= 65536 ? pool : NULL, blocks, gemv_block, &j);
+}
+
 /* One item of a batched product: its offsets into A and B from its index over the broadcast
  * batch dims, then one GEMM. */
 typedef struct batch_items {
@@ -228,6 +262,10 @@ static at_status matmul_cpu(at_kernel_ctx *k) {
     float *y = AT_F32P(Y);
     /* B shared by every batch item (a weight): one tall GEMM over all rows of A. */
     if (batch_b == 1 && fits_int(batch * M)) {
+        if (k->pool && N == 1) { /* batch-1 plan: scores against a vector, on the pool */
+            gemv_rows(k->pool, batch * M, K, a, b, y);
+            return AT_OK;
+        }
         if (k->packed) { /* a few rows against a weight the plan packed */
             at_gemm_packed(k->pool, batch * M, N, K, 1.0f, a, K, k->packed, false, y, N);
             return AT_OK;

@@ -155,6 +155,7 @@ static inline vf vload(const float *p, int64_t m) {
 VM_SPAN1(at_vm_gelu, vgelu(x, approx))
 VM_SPAN1(at_vm_tanh, vtanh(x))
 VM_SPAN1(at_vm_sigmoid, vsigmoid(x))
+VM_SPAN1(at_vm_exp, vexp(x))
 
 /* dx[i] = dy[i] gelu'(x[i]). */
 void VM_FN(at_vm_gelu_grad)(const float *D, const float *S, float *Y, int64_t n, bool approx) {

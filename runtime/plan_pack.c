@@ -45,7 +45,8 @@ static bool packable(const at_graph *g, const at_plan *p, const at_node_rec *n, 
     }
     *K = sb->dim[*trans ? 1 : 0];
     *N = sb->dim[*trans ? 0 : 1];
-    if (sa->dim[sa->rank - 1] != *K || *K < 1 || *N < 1) return false;
+    /* N = 1 is a matrix-vector product: nothing to gain from panels (ops/matmul.c's own) */
+    if (sa->dim[sa->rank - 1] != *K || *K < 1 || *N < 2) return false;
     int64_t rows = at_shape_numel(sa) / *K;
     return rows >= 1 && rows <= AT_PACK_MAX_ROWS;
 }

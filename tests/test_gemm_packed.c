@@ -134,7 +134,7 @@ static void session_cases(void) {
 /* A batch-1 plan at 2 threads: the packed GEMM and the Tanh after it go through the session's
  * pool (64 x 512 = 32768 outputs, enough to split); results as the reference's. */
 static void pooled_case(void) {
-    enum { T = 64, K = 40, N = 512 };
+    enum { T = 64, K = 40, N = 500 }; /* N: GEMV tails and a partial panel */
     at_graph *g = at_graph_new();
     at_val x = at_input(g, "x", AT_F32, AT_SHAPE(1, T, K));
     float *w = malloc(sizeof(float) * K * N), *xs = malloc(sizeof(float) * T * K);
@@ -147,6 +147,9 @@ static void pooled_case(void) {
     for (int i = 0; i < T * K; i++) xs[i] = frand();
     at_val W = at_const(g, "W", AT_F32, AT_SHAPE(K, N), w);
     at_val y = at_tanh(g, at_matmul(g, x, W));
+    float v[N];
+    for (int i = 0; i < N; i++) v[i] = frand();
+    at_val score = at_matmul(g, y, at_const(g, "v", AT_F32, AT_SHAPE(N, 1), v)); /* [1, T, 1] */
     at_session_opts o = at_session_defaults();
     o.threads = 2;
     at_err e = {0};
@@ -155,12 +158,21 @@ static void pooled_case(void) {
     at_feed f = {x, {AT_F32, AT_SHAPE(1, T, K), xs}};
     at_tensor out;
     ref(T, N, K, 1.0f, xs, K, w, false, NULL, 0, r);
+    at_val fetch[2] = {y, score};
+    at_tensor outs[2];
     for (int rep = 0; rep < 50 && s; rep++) {
-        CHECK_OK(at_session_run(s, &f, 1, &y, 1, &out, NULL, 0));
-        int64_t bad = 0;
-        for (int i = 0; i < T * N; i++) bad += fabs(((float *)out.data)[i] - tanh(r[i])) > 1e-4;
+        CHECK_OK(at_session_run(s, &f, 1, fetch, 2, outs, NULL, 0));
+        int64_t bad = 0, bad_score = 0;
+        for (int i = 0; i < T * N; i++) bad += fabs(((float *)outs[0].data)[i] - tanh(r[i])) > 1e-4;
+        for (int t = 0; t < T; t++) {
+            double want = 0;
+            for (int i = 0; i < N; i++) want += tanh(r[t * N + i]) * v[i];
+            bad_score += fabs(((float *)outs[1].data)[t] - want) > 1e-3;
+        }
         CHECK(bad == 0, "run %d: %lld outputs off", rep, (long long)bad);
+        CHECK(bad_score == 0, "run %d: %lld scores off", rep, (long long)bad_score);
     }
+    (void)out;
     CHECK(at_session_get_stats(s).packed_weights == 1, "the weight was not packed");
     at_session_free(s);
     at_graph_free(g);

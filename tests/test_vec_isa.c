@@ -47,6 +47,7 @@ static void compare(const char *isa, const char *name, span_fn base, span_fn wid
         compare(isa, "tanh", at_vm_tanh_base, at_vm_tanh_##SFX, NULL, NULL, x, dy, n, y0, y1);     \
         compare(isa, "sigmoid", at_vm_sigmoid_base, at_vm_sigmoid_##SFX, NULL, NULL, x, dy, n, y0, \
                 y1);                                                                               \
+        compare(isa, "exp", at_vm_exp_base, at_vm_exp_##SFX, NULL, NULL, x, dy, n, y0, y1);        \
         compare(isa, "gelu_grad", NULL, NULL, at_vm_gelu_grad_base, at_vm_gelu_grad_##SFX, x, dy,  \
                 n, y0, y1);                                                                        \
     } while (0)

@@ -8,8 +8,7 @@
 
 #include "runtime/rng.h"
 
-/* Whether this CPU has AVX-512F and this build compiled the span for it. Cached. */
-bool at_cpu_avx512(void);
+#include "runtime/cpu/vec.h" /* at_cpu_avx512 */
 
 /* For groups of 64 elements starting at element 4 j0 (Philox blocks j0, j0 + 1, ... of
  * (key, step), four elements a block): keep <=> (word >> 8) >= thr, y = keep ? x scale : 0,
