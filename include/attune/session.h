@@ -27,7 +27,10 @@
  *     OpenMP team per calling thread), so N concurrent sessions use about
  *     N * threads cores; give each session cores / N. at_session_new also
  *     sets OpenBLAS's thread count, which is process-wide: give sessions that
- *     run at the same time the same threads value.
+ *     run at the same time the same threads value. A CPU session whose plan
+ *     packs weights (batch-1 inference, see at_session_invalidate) starts its
+ *     own pool of threads - 1 helper threads on that run instead, freed with
+ *     the session; its kernels then run without OpenMP teams.
  *   - Tensors fetched from a session may be read by other threads only while
  *     the owning thread does not run or free that session. */
 #ifndef ATTUNE_SESSION_H
