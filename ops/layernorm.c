@@ -16,6 +16,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "ops/lanes.h"
 #include "ops/op.h"
 
 #define LN_CHUNKS 32 /* row chunks of the dScale / dBias reduction */
@@ -40,30 +41,11 @@ static int ln_split(const at_node_rec *n, const at_shape *x, int64_t *rows, int6
     return axis;
 }
 
-/* mean and 1/sqrt(var + eps) of one row: 16 running float sums a pass (they vectorize; one
- * double sum does not, and cost 2 add latencies an element), added together in double. */
-#define LN_LANES 16
+/* mean and 1/sqrt(var + eps) of one row, two passes over lanes (ops/lanes.h). */
 static void row_stats(const float *x, int64_t D, double eps, float *mean, float *inv) {
-    float acc[LN_LANES] = {0};
-    int64_t j = 0;
-    for (; j + LN_LANES <= D; j += LN_LANES)
-        for (int l = 0; l < LN_LANES; l++) acc[l] += x[j + l];
-    double s = 0;
-    for (int l = 0; l < LN_LANES; l++) s += acc[l];
-    for (; j < D; j++) s += x[j];
-    double m = D ? s / (double)D : 0;
-    float mf = (float)m, sq[LN_LANES] = {0};
-    for (j = 0; j + LN_LANES <= D; j += LN_LANES)
-        for (int l = 0; l < LN_LANES; l++) {
-            float d = x[j + l] - mf;
-            sq[l] += d * d;
-        }
-    double v = 0;
-    for (int l = 0; l < LN_LANES; l++) v += sq[l];
-    for (; j < D; j++) {
-        float d = x[j] - mf;
-        v += (double)d * d;
-    }
+    double m = D ? at_lanes_sum(x, D) / (double)D : 0;
+    float mf = (float)m;
+    double v = at_lanes_sumsq_dev(x, D, mf);
     *mean = mf;
     *inv = (float)(1.0 / sqrt((D ? v / (double)D : 0) + eps));
 }
@@ -113,14 +95,14 @@ static size_t ln_grad_ws(const at_kernel_ctx *k) {
 }
 
 /* One row of the backward: with xhat = (x - mean) inv and g = dY Scale, adds dY xhat and dY to
- * the chunk's dScale and dBias sums and returns sum(g) and sum(g xhat), in LN_LANES running
+ * the chunk's dScale and dBias sums and returns sum(g) and sum(g xhat), in AT_LANES running
  * float sums (a chain of double adds does not vectorize) added in double. */
 static void grad_row_sums(const float *xr, const float *gr, const float *scale, int64_t D,
                           float mean, float inv, float *ps, float *pb, double *sg, double *sgx) {
-    float ag[LN_LANES] = {0}, agx[LN_LANES] = {0};
+    float ag[AT_LANES] = {0}, agx[AT_LANES] = {0};
     int64_t j = 0;
-    for (; j + LN_LANES <= D; j += LN_LANES)
-        for (int l = 0; l < LN_LANES; l++) {
+    for (; j + AT_LANES <= D; j += AT_LANES)
+        for (int l = 0; l < AT_LANES; l++) {
             float xh = (xr[j + l] - mean) * inv, g = gr[j + l] * scale[j + l];
             ag[l] += g;
             agx[l] += g * xh;
@@ -128,7 +110,7 @@ static void grad_row_sums(const float *xr, const float *gr, const float *scale, 
             pb[j + l] += gr[j + l];
         }
     double s = 0, sx = 0;
-    for (int l = 0; l < LN_LANES; l++) s += ag[l], sx += agx[l];
+    for (int l = 0; l < AT_LANES; l++) s += ag[l], sx += agx[l];
     for (; j < D; j++) {
         float xh = (xr[j] - mean) * inv, g = gr[j] * scale[j];
         s += g;

@@ -4,6 +4,7 @@
 
 #include <cblas.h>
 
+#include "ops/lanes.h"
 #include "ops/op.h"
 #include "runtime/cpu/gemm_packed.h"
 
@@ -168,7 +169,7 @@ static at_status matmul_infer(at_infer_ctx *c) {
 /* y[r] = A[r, :] . b for R rows of K, in 16 running lanes; the pool takes blocks of rows. Used
  * by batch-1 plans (additive attention scores against their v vector) instead of a
  * multi-threaded BLAS GEMV, whose own threads would compete with the pool's. */
-enum { GEMV_LANES = 16, GEMV_BLOCK = 64 };
+enum { GEMV_BLOCK = 64 };
 
 typedef struct gemv_job {
     int64_t R, K;
@@ -180,15 +181,7 @@ static void gemv_block(void *arg, int64_t blk) {
     const gemv_job *j = arg;
     int64_t r1 = (blk + 1) * GEMV_BLOCK < j->R ? (blk + 1) * GEMV_BLOCK : j->R;
     for (int64_t r = blk * GEMV_BLOCK; r < r1; r++) {
-        const float *a = j->A + r * j->K;
-        float acc[GEMV_LANES] = {0};
-        int64_t c = 0;
-        for (; c + GEMV_LANES <= j->K; c += GEMV_LANES)
-            for (int l = 0; l < GEMV_LANES; l++) acc[l] += a[c + l] * j->b[c + l];
-        float s = 0;
-        for (int l = 0; l < GEMV_LANES; l++) s += acc[l];
-        for (; c < j->K; c++) s += a[c] * j->b[c];
-        j->y[r] = s;
+        j->y[r] = at_lanes_dot(j->A + r * j->K, j->b, j->K);
     }
 }
 

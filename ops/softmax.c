@@ -10,6 +10,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "ops/lanes.h"
 #include "ops/op.h"
 #include "runtime/cpu/vec.h"
 
@@ -36,32 +37,21 @@ static at_status sm_dims_of(at_kernel_ctx *k, const at_shape *s, sm_dims *d) {
 
 /* Rows go through ops/vmath.h's vector exp (about 1 ulp of expf; a scalar expf call an element
  * and one double accumulator were 3 ns an element), in chunks of SM_CHUNK; max and sum in
- * SM_LANES running lanes, the sum added in double. */
-enum { SM_LANES = 16, SM_CHUNK = 256 };
+ * AT_LANES running lanes, the sum added in double. */
+enum { SM_CHUNK = 256 };
 
 typedef void (*exp_span)(const float *x, float *y, int64_t n, bool approx);
 
 static float row_max(const float *x, int64_t C) {
-    float m[SM_LANES];
-    for (int l = 0; l < SM_LANES; l++) m[l] = -INFINITY;
+    float m[AT_LANES];
+    for (int l = 0; l < AT_LANES; l++) m[l] = -INFINITY;
     int64_t c = 0;
-    for (; c + SM_LANES <= C; c += SM_LANES)
-        for (int l = 0; l < SM_LANES; l++) m[l] = x[c + l] > m[l] ? x[c + l] : m[l];
+    for (; c + AT_LANES <= C; c += AT_LANES)
+        for (int l = 0; l < AT_LANES; l++) m[l] = x[c + l] > m[l] ? x[c + l] : m[l];
     float r = -INFINITY;
-    for (int l = 0; l < SM_LANES; l++) r = m[l] > r ? m[l] : r;
+    for (int l = 0; l < AT_LANES; l++) r = m[l] > r ? m[l] : r;
     for (; c < C; c++) r = x[c] > r ? x[c] : r;
     return r;
-}
-
-static double sum_lanes(const float *e, int64_t n) {
-    float a[SM_LANES] = {0};
-    int64_t c = 0;
-    for (; c + SM_LANES <= n; c += SM_LANES)
-        for (int l = 0; l < SM_LANES; l++) a[l] += e[c + l];
-    double s = 0;
-    for (int l = 0; l < SM_LANES; l++) s += a[l];
-    for (; c < n; c++) s += e[c];
-    return s;
 }
 
 static void softmax_row(const float *x, float *y, int64_t C, bool logsm) {
@@ -73,7 +63,7 @@ static void softmax_row(const float *x, float *y, int64_t C, bool logsm) {
         float *e = logsm ? buf : y + c0; /* softmax keeps e in y; log-softmax needs only sums */
         for (int64_t c = 0; c < n; c++) e[c] = x[c0 + c] - m;
         ex(e, e, n, false);
-        s += sum_lanes(e, n);
+        s += at_lanes_sum(e, n);
     }
     if (logsm) {
         /* (x - m) first: exact near the max, where x - lse would cancel */
