@@ -155,7 +155,7 @@ int at_session_profile(const at_session *s, at_profile_entry *out, int cap) {
         n++;
     }
     qsort(all, (size_t)n, sizeof *all, cmp_prof);
-    memcpy(out, all, sizeof *all * (size_t)(n < cap ? n : cap));
+    if (out && n && cap) memcpy(out, all, sizeof *all * (size_t)(n < cap ? n : cap));
     free(all);
     return n;
 }
