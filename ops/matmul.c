@@ -260,7 +260,7 @@ static at_status matmul_cpu(at_kernel_ctx *k) {
             return AT_OK;
         }
         if (k->packed) { /* a few rows against a weight the plan packed */
-            at_gemm_packed(k->pool, batch * M, N, K, 1.0f, a, K, k->packed, false, y, N);
+            at_gemm_packed(k->pool, batch * M, N, K, 1.0f, a, K, k->packed, false, k->bias, y, N);
             return AT_OK;
         }
         at_sgemm(k->threads, false, false, batch * M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
@@ -441,7 +441,7 @@ static at_status gemm_cpu(at_kernel_ctx *k) {
     }
     if (k->packed && !ta) {
         at_gemm_packed(k->pool, M, N, K, alpha, AT_F32P(A), A->shape.dim[1], k->packed,
-                       gemm_beta != 0.0f, y, N);
+                       gemm_beta != 0.0f, NULL, y, N);
         return AT_OK;
     }
     at_sgemm(k->threads, ta, tb, M, N, K, alpha, AT_F32P(A), A->shape.dim[1], AT_F32P(B),

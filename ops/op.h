@@ -56,6 +56,8 @@ typedef struct at_kernel_ctx {
     void *backend;       /* backend state (CUDA stream, handles); NULL on CPU */
     /* CPU: the plan's packed copy of weight input 1 (runtime/plan.h), or NULL */
     const float *packed;
+    /* CPU: with packed, a bias to add to every output row (padded to whole panels), or NULL */
+    const float *bias;
     struct at_pool *pool; /* CPU: the session's pool for packed GEMMs, or NULL */
     char msg[512];        /* set by at_kernel_fail */
 } at_kernel_ctx;

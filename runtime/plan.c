@@ -19,7 +19,10 @@ void at_plan_free(at_plan *p) {
     if (!p) return;
     if (p->folded)
         for (int v = 0; v < p->n_vals; v++) free(p->folded[v]);
-    for (int s = 0; p->steps && s < p->n_steps; s++) free(p->steps[s].packed);
+    for (int s = 0; p->steps && s < p->n_steps; s++) {
+        free(p->steps[s].packed);
+        free(p->steps[s].bias);
+    }
     free(p->key);
     free(p->sym_val);
     free(p->steps);
@@ -41,6 +44,7 @@ typedef struct builder {
     int *order; /* needed nodes in run order */
     int n_order;
     int max_io;
+    int *fuse_in; /* per node: the input whose buffer its output shares (bias fusion), or -1 */
 } builder;
 
 static at_status fail(builder *b, at_status code, const char *fmt, const char *a, const char *c) {
@@ -441,6 +445,7 @@ static at_status share_buffers(builder *b, int *root, const bool *updated) {
             }
             p->loc[v] = AT_LOC_ARENA;
             k = def->view ? def->view(n, j) : -1;
+            if (b->fuse_in && j == 0 && b->fuse_in[b->order[s]] >= 0) k = b->fuse_in[b->order[s]];
             if (k < 0 || k >= n->n_in || n->in[k] == AT_NONE) continue;
             at_val src = n->in[k];
             if (p->loc[src] == AT_LOC_ARENA && (!updated || !updated[root[src]]) &&
@@ -541,8 +546,75 @@ static int cmp_val(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Bias fusion candidates (plan.h, at_plan_step): for each packable MatMul whose output y has
+ * one reader, an Add of y and a [N] float constant nothing updates, with y's shape, and y is
+ * not fetched, the Add's output is to share y's buffer (fuse_in). Returns AT_E_NOMEM or OK. */
+static at_status pick_fusions(builder *b, const at_val *want, int n_want) {
+    const at_graph *g = b->g;
+    at_plan *p = b->p;
+    bool *w = at_plan_written_in_place(g);
+    int *readers = calloc((size_t)g->n_vals + 1, sizeof(int)), *reader = NULL;
+    b->fuse_in = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
+    reader = malloc(sizeof(int) * ((size_t)g->n_vals + 1));
+    if (!w || !readers || !reader || !b->fuse_in) {
+        free(w), free(readers), free(reader);
+        return at_err_set(b->err, AT_E_NOMEM, "out of memory planning");
+    }
+    for (int i = 0; i < g->n_nodes; i++) b->fuse_in[i] = -1;
+    for (int s = 0; s < b->n_order; s++) {
+        const at_node_rec *n = &g->nodes[b->order[s]];
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] != AT_NONE) readers[n->in[k]]++, reader[n->in[k]] = b->order[s];
+    }
+    for (int i = 0; i < n_want; i++) readers[want[i]] += 2; /* fetched: never fused */
+    for (int s = 0; s < b->n_order; s++) {
+        const at_node_rec *mm = &g->nodes[b->order[s]];
+        int64_t K, N;
+        bool trans;
+        if (mm->op != AT_OP_MatMul || !at_plan_packable(g, p, mm, w, &K, &N, &trans)) continue;
+        at_val y = mm->out[0];
+        if (readers[y] != 1) continue;
+        const at_node_rec *add = &g->nodes[reader[y]];
+        if (add->op != AT_OP_Add || add->n_in != 2 || add->in[0] == add->in[1]) continue;
+        at_val bv = add->in[0] == y ? add->in[1] : add->in[0], out = add->out[0];
+        const at_value_rec *br = &g->vals[bv];
+        if (p->loc[bv] != AT_LOC_GRAPH || br->producer >= 0 || w[bv] || !br->data ||
+            p->dtype[bv] != AT_F32 || p->shape[bv].rank != 1 || p->shape[bv].dim[0] != N ||
+            !at_shape_equal(&p->shape[out], &p->shape[y]) || p->dtype[out] != AT_F32)
+            continue;
+        b->fuse_in[reader[y]] = add->in[0] == y ? 0 : 1;
+    }
+    free(w), free(readers), free(reader);
+    return AT_OK;
+}
+
+/* After memory assignment: the candidates whose Add output did get y's buffer become fusions
+ * (the MatMul step records the bias and the Add's step, which is skipped). */
+static void apply_fusions(builder *b) {
+    const at_graph *g = b->g;
+    at_plan *p = b->p;
+    int *step_of = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
+    if (!step_of) return; /* nothing fused: still correct */
+    for (int s = 0; s < p->n_steps; s++) step_of[p->steps[s].node] = s;
+    for (int s = 0; s < p->n_steps; s++) {
+        const at_node_rec *add = &g->nodes[p->steps[s].node];
+        int k = b->fuse_in[p->steps[s].node];
+        if (k < 0) continue;
+        at_val y = add->in[k], out = add->out[0];
+        if (p->loc[y] != AT_LOC_ARENA || p->loc[out] != AT_LOC_ARENA ||
+            p->offset[y] != p->offset[out])
+            continue;
+        at_plan_step *ms = &p->steps[step_of[g->vals[y].producer]];
+        ms->bias_val = add->in[1 - k];
+        ms->skip_step = s;
+        p->steps[s].skip = true;
+        p->n_fused++;
+    }
+    free(step_of);
+}
+
 at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, const at_val *want,
-                       int n_want, int threads, bool no_reuse, at_err *err) {
+                       int n_want, int threads, bool no_reuse, bool cpu_pack, at_err *err) {
     builder b;
     memset(&b, 0, sizeof b);
     b.g = g;
@@ -621,13 +693,18 @@ at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, con
             p->io[p->steps[s].first_out + j] = (at_tensor){p->dtype[v], p->shape[v], NULL};
         }
     }
+    for (int s = 0; s < p->n_steps; s++) p->steps[s].bias_val = AT_NONE;
+    if (cpu_pack && !no_reuse && pick_fusions(&b, want, n_want) != AT_OK) goto fail;
     if (assign_memory(&b, want, n_want, threads) != AT_OK) goto fail;
+    if (b.fuse_in) apply_fusions(&b);
     free(b.need);
     free(b.order);
+    free(b.fuse_in);
     return p;
 fail:
     free(b.need);
     free(b.order);
+    free(b.fuse_in);
     at_plan_free(p);
     return NULL;
 }

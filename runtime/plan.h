@@ -21,6 +21,13 @@ typedef struct at_plan_step {
     int64_t ws_off;          /* arena offset of the workspace, or -1 */
     size_t ws_size;
     float *packed; /* plan-owned packed copy of the weight input 1 (at_plan_pack), or NULL */
+    /* Bias fusion (CPU): a packed MatMul whose only reader is Add(y, b) of a [N] constant adds
+     * b itself (bias_val; bias: at_plan_pack's copy padded to whole panels) into its output,
+     * which the Add's output shares; the Add's step (skip_step) is then skipped. */
+    at_val bias_val;
+    float *bias;
+    int skip_step;
+    bool skip;
 } at_plan_step;
 
 typedef struct at_plan {
@@ -45,13 +52,16 @@ typedef struct at_plan {
     size_t arena_bytes;  /* arena this plan needs */
     size_t values_bytes; /* what the arena values would need without reuse */
     int n_packed;        /* steps with a packed weight */
+    int n_fused;         /* bias Adds done by their MatMul */
     size_t packed_bytes;
 } at_plan;
 
 /* Builds the plan for the given feeds (types only are read), fetch and
- * targets. On error returns NULL with the message in err. */
+ * targets. cpu_pack: the plan will run on the CPU with packed weights (at_plan_pack), so bias
+ * Adds after packable MatMuls may share their output buffer (see at_plan_step). On error
+ * returns NULL with the message in err. */
 at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, const at_val *want,
-                       int n_want, int threads, bool no_reuse, at_err *err);
+                       int n_want, int threads, bool no_reuse, bool cpu_pack, at_err *err);
 void at_plan_free(at_plan *p);
 
 /* CPU only: packs, once for this plan, the 2-D weight of each MatMul and Gemm step that
@@ -60,5 +70,12 @@ void at_plan_free(at_plan *p);
  * on CPUs without a packed kernel. AT_E_NOMEM on failure (the plan stays usable unpacked). */
 #define AT_PACK_MAX_ROWS 64
 at_status at_plan_pack(const at_graph *g, at_plan *p, at_err *err);
+
+/* For at_plan_build (runtime/plan_pack.c): values some node updates in place (calloc'd, the
+ * caller frees; NULL when out of memory), and whether node n's weight input 1 would be packed
+ * in plan p (shapes and locations known), with its K, N and transposition. */
+bool *at_plan_written_in_place(const at_graph *g);
+bool at_plan_packable(const at_graph *g, const at_plan *p, const at_node_rec *n, const bool *w,
+                      int64_t *K, int64_t *N, bool *trans);
 
 #endif

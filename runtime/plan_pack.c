@@ -1,7 +1,7 @@
 /* Packed weights for a plan (plan.h, at_plan_pack): which MatMul and Gemm steps get one, and
- * making it. A weight qualifies when nothing in the graph writes it in place, so the copy
- * stays equal to it for the plan's life; writes from outside (through at_value_data) are the
- * caller's to announce (at_session_invalidate). */
+ * making it, with the padded biases of the fused bias Adds. A weight qualifies when nothing in the
+ * graph writes it in place, so the copy stays equal to it for the plan's life; writes from outside
+ * (through at_value_data) are the caller's to announce (at_session_invalidate). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,7 +9,7 @@
 #include "runtime/plan.h"
 
 /* Values some node's output aliases (optimizer updates): their buffers change between runs. */
-static bool *written_in_place(const at_graph *g) {
+bool *at_plan_written_in_place(const at_graph *g) {
     bool *w = calloc((size_t)g->n_vals + 1, 1);
     if (!w) return NULL;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -28,9 +28,8 @@ static at_val graph_root(const at_plan *p, at_val v) {
     return p->offset[v] <= -2 ? (at_val)(-p->offset[v] - 2) : v;
 }
 
-/* Rows, K, N and whether B is transposed, for a step that may use a packed weight. */
-static bool packable(const at_graph *g, const at_plan *p, const at_node_rec *n, const bool *w,
-                     int64_t *K, int64_t *N, bool *trans) {
+bool at_plan_packable(const at_graph *g, const at_plan *p, const at_node_rec *n, const bool *w,
+                      int64_t *K, int64_t *N, bool *trans) {
     if (n->op != AT_OP_MatMul && n->op != AT_OP_Gemm) return false;
     at_val a = n->in[0], b = n->in[1];
     if (a == AT_NONE || b == AT_NONE || p->loc[b] != AT_LOC_GRAPH) return false;
@@ -51,16 +50,28 @@ static bool packable(const at_graph *g, const at_plan *p, const at_node_rec *n, 
     return rows >= 1 && rows <= AT_PACK_MAX_ROWS;
 }
 
+/* Step s's fused bias (at_plan_build chose it) as a plan-owned copy padded to whole panels. */
+static at_status pad_bias(const at_graph *g, at_plan *p, int s, int64_t N, at_err *err) {
+    int nr = at_gemm_pack_nr();
+    size_t n = (size_t)((N + nr - 1) / nr * nr);
+    float *d = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    if (!d) return at_err_set(err, AT_E_NOMEM, "out of memory packing a bias");
+    memset(d, 0, n * sizeof(float));
+    memcpy(d, g->vals[p->steps[s].bias_val].data, (size_t)N * sizeof(float));
+    p->steps[s].bias = d;
+    return AT_OK;
+}
+
 at_status at_plan_pack(const at_graph *g, at_plan *p, at_err *err) {
     if (!at_gemm_pack_nr()) return AT_OK;
-    bool *w = written_in_place(g);
+    bool *w = at_plan_written_in_place(g);
     if (!w) return at_err_set(err, AT_E_NOMEM, "out of memory packing weights");
     at_status st = AT_OK;
     for (int s = 0; s < p->n_steps && st == AT_OK; s++) {
         const at_node_rec *n = &g->nodes[p->steps[s].node];
         int64_t K, N;
         bool trans;
-        if (!packable(g, p, n, w, &K, &N, &trans)) continue;
+        if (!at_plan_packable(g, p, n, w, &K, &N, &trans)) continue;
         size_t bytes = at_gemm_pack_floats(K, N) * sizeof(float);
         float *d = aligned_alloc(64, (bytes + 63) / 64 * 64);
         if (!d) {
@@ -71,7 +82,15 @@ at_status at_plan_pack(const at_graph *g, at_plan *p, at_err *err) {
         p->steps[s].packed = d;
         p->n_packed++;
         p->packed_bytes += bytes;
+        if (p->steps[s].bias_val != AT_NONE) st = pad_bias(g, p, s, N, err);
     }
     free(w);
+    /* A fusion whose MatMul was not packed after all: its Add runs (in place, same buffer) */
+    for (int s = 0; s < p->n_steps; s++)
+        if (p->steps[s].bias_val != AT_NONE && !p->steps[s].bias) {
+            p->steps[p->steps[s].skip_step].skip = false;
+            p->steps[s].bias_val = AT_NONE;
+            p->n_fused--;
+        }
     return st;
 }

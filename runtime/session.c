@@ -12,6 +12,7 @@
 
 #include "attune/session.h"
 #include "runtime/backend.h"
+#include "runtime/cpu/gemm_packed.h"
 #include "runtime/cpu/pool.h"
 #include "runtime/plan.h"
 
@@ -282,6 +283,7 @@ static at_status execute(at_session *s, at_plan *p) {
     int kthreads = few_rows ? 1 : s->o.threads;
     for (int st = 0; st < p->n_steps; st++) {
         const at_plan_step *ps = &p->steps[st];
+        if (ps->skip) continue; /* a bias Add its MatMul did (runtime/plan.h) */
         const at_node_rec *n = &g->nodes[ps->node];
         const at_op_def *def = at_op_table[n->op];
         at_tensor *in = p->io + ps->first_in, *out = p->io + ps->first_out;
@@ -304,6 +306,7 @@ static at_status execute(at_session *s, at_plan *p) {
         k.step = s->step;
         k.backend = NULL;
         k.packed = ps->packed;
+        k.bias = ps->bias;
         k.pool = few_rows ? s->pool : NULL;
         k.msg[0] = 0;
         double t0 = s->o.profile ? now_ms() : 0.0;
@@ -347,7 +350,8 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
     at_plan *p = find_plan(s, n_want);
     if (!p) {
         at_err e;
-        p = at_plan_build(g, feeds, n_feeds, s->want, n_want, s->o.threads, s->o.no_reuse, &e);
+        p = at_plan_build(g, feeds, n_feeds, s->want, n_want, s->o.threads, s->o.no_reuse,
+                          !s->dev && at_gemm_pack_nr() > 0, &e);
         if (!p) return sfail(s, e.code, "%s", e.msg);
         if (!s->dev && at_plan_pack(g, p, &e) != AT_OK) {
             at_plan_free(p);
@@ -410,6 +414,7 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
     s->stats.nodes_run = p->n_steps;
     s->stats.packed_weights = p->n_packed;
     s->stats.packed_bytes = p->packed_bytes;
+    s->stats.fused_bias = p->n_fused;
     if (st != AT_OK) return st;
     for (int i = 0; i < n_fetch; i++) {
         at_val v = fetch[i];
@@ -746,6 +751,7 @@ static at_status dev_steps(at_session *s, const at_plan *p, const dev_plan *dp) 
         k.step = s->step;
         k.backend = d->be->node_state(d->st, d->host_in, n->n_in);
         k.packed = NULL;
+        k.bias = NULL;
         k.pool = NULL;
         k.msg[0] = 0;
         at_status rc = fn(&k);

@@ -46,8 +46,17 @@ static void one_case(int64_t M, int64_t N, int64_t K, bool trans, float alpha, b
     for (int64_t i = 0; i < K * N; i++) B[i] = frand();
     for (int64_t i = 0; i < M * ldc; i++) C0[i] = C[i] = frand();
     at_gemm_pack(B, K, N, trans, P);
-    at_gemm_packed(pool, M, N, K, alpha, A, lda, P, beta, C, ldc);
+    /* a bias on every other case, padded to whole panels as plans pack it */
+    int64_t nb = (N + 31) / 32 * 32;
+    float *bias = aligned_alloc(64, (size_t)nb * sizeof(float));
+    if (!bias) exit(1);
+    bool with_bias = (M + N + K) % 2 == 0;
+    for (int64_t j = 0; j < nb; j++) bias[j] = j < N ? frand() : 0.0f;
+    at_gemm_packed(pool, M, N, K, alpha, A, lda, P, beta, with_bias ? bias : NULL, C, ldc);
     ref(M, N, K, alpha, A, lda, B, trans, beta ? C0 : NULL, ldc, R);
+    if (with_bias)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) R[i * N + j] += bias[j];
     double worst = 0;
     int64_t bad = -1;
     for (int64_t i = 0; i < M && bad < 0; i++)
@@ -68,7 +77,7 @@ static void one_case(int64_t M, int64_t N, int64_t K, bool trans, float alpha, b
         for (int64_t j = N; j < ldc; j++) touched += C[i * ldc + j] != C0[i * ldc + j];
     CHECK(touched == 0, "M %lld N %lld: %lld padding elements of C written", (long long)M,
           (long long)N, (long long)touched);
-    free(A), free(B), free(C), free(C0), free(P), free(R);
+    free(A), free(B), free(C), free(C0), free(P), free(R), free(bias);
 }
 
 static void kernel_cases(void) {
@@ -179,6 +188,74 @@ static void pooled_case(void) {
     free(w), free(xs), free(r);
 }
 
+/* MatMul then Add of a [N] bias: the plan does the Add inside the GEMM (fused_bias) with the
+ * same results as apart, in either operand order of the Add; not when the MatMul's output is
+ * fetched too or read by another node. Then a chain of two fused layers whose buffers the
+ * planner reuses, at 1 and 2 threads, against the same graph at no_reuse (nothing fused). */
+static void fused_case(void) {
+    enum { T = 7, K = 24, N = 40 };
+    float w[K * N], b[N], xs[T * K];
+    for (int i = 0; i < K * N; i++) w[i] = frand();
+    for (int i = 0; i < N; i++) b[i] = frand();
+    for (int i = 0; i < T * K; i++) xs[i] = frand();
+    double r[T * N];
+    ref(T, N, K, 1.0f, xs, K, w, false, NULL, 0, r);
+    for (int i = 0; i < T * N; i++) r[i] += b[i % N];
+    for (int variant = 0; variant < 4; variant++) {
+        at_graph *g = at_graph_new();
+        at_val x = at_input(g, "x", AT_F32, AT_SHAPE(1, T, K));
+        at_val W = at_const(g, "W", AT_F32, AT_SHAPE(K, N), w);
+        at_val B = at_const(g, "b", AT_F32, AT_SHAPE(N), b);
+        at_val y = at_matmul(g, x, W);
+        at_val z = variant == 1 ? at_add(g, B, y) : at_add(g, y, B);
+        at_val other = variant == 3 ? at_tanh(g, y) : AT_NONE; /* a second reader of y */
+        at_session_opts o = at_session_defaults();
+        o.threads = 1;
+        at_err e = {0};
+        at_session *s = at_session_new(g, &o, &e);
+        CHECK(s != NULL, "variant %d: %s", variant, e.msg);
+        at_feed f = {x, {AT_F32, AT_SHAPE(1, T, K), xs}};
+        at_val fetch[2] = {z, variant == 2 ? y : other};
+        at_tensor out[2];
+        CHECK_OK(at_session_run(s, &f, 1, fetch, variant >= 2 ? 2 : 1, out, NULL, 0));
+        int want = variant >= 2 ? 0 : 1;
+        CHECK(at_session_get_stats(s).fused_bias == want, "variant %d: fused %d, want %d", variant,
+              at_session_get_stats(s).fused_bias, want);
+        int64_t bad = 0;
+        for (int i = 0; i < T * N; i++) bad += fabs(((float *)out[0].data)[i] - r[i]) > 1e-4;
+        CHECK(bad == 0, "variant %d: %lld outputs off", variant, (long long)bad);
+        at_session_free(s);
+        at_graph_free(g);
+    }
+    /* x -> LayerNorm-free chain: h = tanh(x W1 + b1), o = h W2 + b2 (N back to K) */
+    at_graph *g = at_graph_new();
+    at_val x = at_input(g, "x", AT_F32, AT_SHAPE(1, T, K));
+    float w2[N * K], b2[K];
+    for (int i = 0; i < N * K; i++) w2[i] = frand();
+    for (int i = 0; i < K; i++) b2[i] = frand();
+    at_val h = at_tanh(g, at_add(g, at_matmul(g, x, at_const(g, "W1", AT_F32, AT_SHAPE(K, N), w)),
+                                 at_const(g, "b1", AT_F32, AT_SHAPE(N), b)));
+    at_val o2 = at_add(g, at_matmul(g, h, at_const(g, "W2", AT_F32, AT_SHAPE(N, K), w2)),
+                       at_const(g, "b2", AT_F32, AT_SHAPE(K), b2));
+    at_feed f = {x, {AT_F32, AT_SHAPE(1, T, K), xs}};
+    float want[T * K], got[T * K];
+    for (int mode = 0; mode < 3; mode++) { /* no_reuse (reference), 1 thread, 2 threads */
+        at_session_opts o = at_session_defaults();
+        o.no_reuse = mode == 0;
+        o.threads = mode == 2 ? 2 : 1;
+        at_err e = {0};
+        at_session *s = at_session_new(g, &o, &e);
+        at_tensor out;
+        CHECK_OK(at_session_run(s, &f, 1, &o2, 1, &out, NULL, 0));
+        memcpy(mode ? got : want, out.data, sizeof want);
+        CHECK(at_session_get_stats(s).fused_bias == (mode ? 2 : 0), "chain mode %d: fused %d", mode,
+              at_session_get_stats(s).fused_bias);
+        if (mode) CHECK(memcmp(got, want, sizeof want) == 0, "chain mode %d differs", mode);
+        at_session_free(s);
+    }
+    at_graph_free(g);
+}
+
 /* A weight an optimizer updates in place is never packed, and training still learns. */
 static void training_case(void) {
     enum { T = 4, K = 16, N = 8 };
@@ -217,6 +294,7 @@ int main(void) {
     }
     kernel_cases();
     session_cases();
+    fused_case();
     pooled_case();
     training_case();
     return check_done("test_gemm_packed");

@@ -157,6 +157,7 @@ typedef struct at_session_stats {
     int graph_runs;          /* runs captured or replayed as CUDA graphs (opts.cuda_graph) */
     int packed_weights;      /* weights the last run's plan packed (see at_session_invalidate) */
     size_t packed_bytes;     /* their bytes, held beside the graph's own copies */
+    int fused_bias;          /* bias Adds done inside those weights' GEMMs */
 } at_session_stats;
 at_session_stats at_session_get_stats(const at_session *s);
 

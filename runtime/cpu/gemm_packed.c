@@ -72,6 +72,10 @@ void at_gemm_pack(const float *B, int64_t K, int64_t N, bool trans, float *dst) 
             y0 = _mm512_add_ps(y0, _mm512_loadu_ps(c));                                            \
             y1 = _mm512_add_ps(y1, _mm512_loadu_ps(c + 16));                                       \
         }                                                                                          \
+        if (bias) {                                                                                \
+            y0 = _mm512_add_ps(y0, bb0);                                                           \
+            y1 = _mm512_add_ps(y1, bb1);                                                           \
+        }                                                                                          \
         _mm512_storeu_ps(c, y0);                                                                   \
         _mm512_storeu_ps(c + 16, y1);                                                              \
     }
@@ -79,7 +83,8 @@ void at_gemm_pack(const float *B, int64_t K, int64_t N, bool trans, float *dst) 
 /* Named accumulators, not an array: GCC keeps an array of vectors on the stack. */
 __attribute__((target("avx512f"))) static void tile512(int64_t K, float alpha,
                                                        const float *const *rows, const float *Bp,
-                                                       bool beta, float *C, int64_t ldc) {
+                                                       bool beta, const float *bias, float *C,
+                                                       int64_t ldc) {
     ROW512(0);
     ROW512(1);
     ROW512(2);
@@ -100,6 +105,7 @@ __attribute__((target("avx512f"))) static void tile512(int64_t K, float alpha,
         FMA512(7);
     }
     __m512 al = _mm512_set1_ps(alpha);
+    __m512 bb0 = bias ? _mm512_load_ps(bias) : al, bb1 = bias ? _mm512_load_ps(bias + 16) : al;
     STORE512(0);
     STORE512(1);
     STORE512(2);
@@ -128,13 +134,18 @@ __attribute__((target("avx512f"))) static void tile512(int64_t K, float alpha,
             y0 = _mm256_add_ps(y0, _mm256_loadu_ps(c));                                            \
             y1 = _mm256_add_ps(y1, _mm256_loadu_ps(c + 8));                                        \
         }                                                                                          \
+        if (bias) {                                                                                \
+            y0 = _mm256_add_ps(y0, bb0);                                                           \
+            y1 = _mm256_add_ps(y1, bb1);                                                           \
+        }                                                                                          \
         _mm256_storeu_ps(c, y0);                                                                   \
         _mm256_storeu_ps(c + 8, y1);                                                               \
     }
 
 __attribute__((target("avx2,fma"))) static void tile256(int64_t K, float alpha,
                                                         const float *const *rows, const float *Bp,
-                                                        bool beta, float *C, int64_t ldc) {
+                                                        bool beta, const float *bias, float *C,
+                                                        int64_t ldc) {
     ROW256(0);
     ROW256(1);
     ROW256(2);
@@ -151,38 +162,13 @@ __attribute__((target("avx2,fma"))) static void tile256(int64_t K, float alpha,
         FMA256(5);
     }
     __m256 al = _mm256_set1_ps(alpha);
+    __m256 bb0 = bias ? _mm256_load_ps(bias) : al, bb1 = bias ? _mm256_load_ps(bias + 8) : al;
     STORE256(0);
     STORE256(1);
     STORE256(2);
     STORE256(3);
     STORE256(4);
     STORE256(5);
-}
-
-/* One panel, all M rows. An edge tile's missing rows read A's last row again and its block
- * of C goes through a buffer written back only where C exists (rows past M, columns past N). */
-static void panel(int nr, int64_t M, int64_t nv, int64_t K, float alpha, const float *A,
-                  int64_t lda, const float *Bp, bool beta, float *C, int64_t ldc) {
-    int mr = nr == 32 ? MR512 : MR256;
-    float cbuf[MR512 * 32];
-    const float *rows[MR512];
-    for (int64_t i = 0; i < M; i += mr) {
-        int64_t mv = M - i < mr ? M - i : mr;
-        for (int r = 0; r < mr; r++) rows[r] = A + (i + (r < mv ? r : mv - 1)) * lda;
-        bool whole = mv == mr && nv == nr;
-        float *c = whole ? C + i * ldc : cbuf;
-        int64_t lc = whole ? ldc : nr;
-        if (!whole && beta)
-            for (int64_t r = 0; r < mv; r++)
-                memcpy(cbuf + r * nr, C + (i + r) * ldc, sizeof(float) * (size_t)nv);
-        if (nr == 32)
-            tile512(K, alpha, rows, Bp, beta, c, lc);
-        else
-            tile256(K, alpha, rows, Bp, beta, c, lc);
-        if (!whole)
-            for (int64_t r = 0; r < mv; r++)
-                memcpy(C + (i + r) * ldc, cbuf + r * nr, sizeof(float) * (size_t)nv);
-    }
 }
 
 typedef struct panel_job {
@@ -193,27 +179,50 @@ typedef struct panel_job {
     int64_t lda;
     const float *Bp;
     bool beta;
+    const float *bias;
     float *C;
     int64_t ldc;
 } panel_job;
 
+/* Panel p, all M rows. An edge tile's missing rows read A's last row again and its block of C
+ * goes through a buffer written back only where C exists (rows past M, columns past N). */
 static void panel_item(void *arg, int64_t p) {
     const panel_job *j = arg;
-    int64_t nv = j->N - p * j->nr < j->nr ? j->N - p * j->nr : j->nr;
-    panel(j->nr, j->M, nv, j->K, j->alpha, j->A, j->lda, j->Bp + p * j->K * j->nr, j->beta,
-          j->C + p * j->nr, j->ldc);
+    int nr = j->nr, mr = nr == 32 ? MR512 : MR256;
+    int64_t nv = j->N - p * nr < nr ? j->N - p * nr : nr;
+    const float *Bp = j->Bp + p * j->K * nr, *bias = j->bias ? j->bias + p * nr : NULL;
+    float *C = j->C + p * nr, cbuf[MR512 * 32];
+    const float *rows[MR512];
+    for (int64_t i = 0; i < j->M; i += mr) {
+        int64_t mv = j->M - i < mr ? j->M - i : mr;
+        for (int r = 0; r < mr; r++) rows[r] = j->A + (i + (r < mv ? r : mv - 1)) * j->lda;
+        bool whole = mv == mr && nv == nr;
+        float *c = whole ? C + i * j->ldc : cbuf;
+        int64_t lc = whole ? j->ldc : nr;
+        if (!whole && j->beta)
+            for (int64_t r = 0; r < mv; r++)
+                memcpy(cbuf + r * nr, C + (i + r) * j->ldc, sizeof(float) * (size_t)nv);
+        if (nr == 32)
+            tile512(j->K, j->alpha, rows, Bp, j->beta, bias, c, lc);
+        else
+            tile256(j->K, j->alpha, rows, Bp, j->beta, bias, c, lc);
+        if (!whole)
+            for (int64_t r = 0; r < mv; r++)
+                memcpy(C + (i + r) * j->ldc, cbuf + r * nr, sizeof(float) * (size_t)nv);
+    }
 }
 #endif
 
 void at_gemm_packed(at_pool *pool, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                    int64_t lda, const float *Bp, bool beta, float *C, int64_t ldc) {
+                    int64_t lda, const float *Bp, bool beta, const float *bias, float *C,
+                    int64_t ldc) {
 #if HAVE_X86
     int nr = at_gemm_pack_nr();
-    panel_job j = {nr, M, N, K, alpha, A, lda, Bp, beta, C, ldc};
+    panel_job j = {nr, M, N, K, alpha, A, lda, Bp, beta, bias, C, ldc};
     at_pool_run((double)M * (double)N * (double)K < PAR_MNK ? NULL : pool, panels(N, nr),
                 panel_item, &j);
 #else
     (void)pool, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)Bp, (void)beta,
-        (void)C, (void)ldc;
+        (void)bias, (void)C, (void)ldc;
 #endif
 }

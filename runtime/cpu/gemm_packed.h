@@ -23,11 +23,13 @@ size_t at_gemm_pack_floats(int64_t K, int64_t N);
  * at_gemm_pack_nr() > 0. */
 void at_gemm_pack(const float *B, int64_t K, int64_t N, bool trans, float *dst);
 
-/* C[M, N] = alpha A[M, K] Bp + (beta ? C : 0), beta 0 or 1, A row-major with leading dim lda,
- * C with ldc; the pool's threads (NULL: the caller alone) take whole panels when the product
- * is large enough. Sums run over k in order, one FMA a step, so the result does not depend on
- * the threads. */
+/* C[M, N] = alpha A[M, K] Bp + (beta ? C : 0) + bias, beta 0 or 1, A row-major with leading
+ * dim lda, C with ldc, bias (NULL: none) a row added to every row, padded with zeros to whole
+ * panels; the pool's threads (NULL: the caller alone) take whole panels when the product is
+ * large enough. Sums run over k in order, one FMA a step, so the result does not depend on the
+ * threads; with alpha 1 and a bias, each output is the same float sum as a separate Add's. */
 void at_gemm_packed(at_pool *pool, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                    int64_t lda, const float *Bp, bool beta, float *C, int64_t ldc);
+                    int64_t lda, const float *Bp, bool beta, const float *bias, float *C,
+                    int64_t ldc);
 
 #endif
