@@ -202,6 +202,25 @@ typedef struct batch_items {
     float *y;
 } batch_items;
 
+/* Item t through the packed tile, B packed into a stack buffer of ITEM_PACK_MAX floats. */
+enum { ITEM_PACK_MAX = 8192 };
+
+static void packed_item(void *arg, int64_t t) {
+    const batch_items *bi = arg;
+    int64_t rem = t, oa = 0, ob = 0;
+    for (int i = bi->nb - 1; i >= 0; i--) {
+        int64_t idx = rem % bi->ydim[i];
+        rem /= bi->ydim[i];
+        oa += idx * bi->sta[i];
+        ob += idx * bi->stb[i];
+    }
+    int64_t M = bi->M, N = bi->N, K = bi->K;
+    _Alignas(64) float pk[ITEM_PACK_MAX];
+    at_gemm_pack(bi->b + ob * K * N, K, N, false, pk);
+    at_gemm_packed(NULL, M, N, K, 1.0f, bi->a + oa * M * K, K, pk, false, NULL, bi->y + t * M * N,
+                   N);
+}
+
 static void batch_item(const batch_items *bi, int64_t t, int threads) {
     int64_t rem = t, oa = 0, ob = 0;
     for (int i = bi->nb - 1; i >= 0; i--) {
@@ -272,6 +291,12 @@ static at_status matmul_cpu(at_kernel_ctx *k) {
     /* 4 x PAR_MNK in all: 128 heads of 16 x 64 x 16 (2e6) ran slower split than not */
     bool split_items = nt > 1 && batch > 1 && item < PAR_MNK && item * (double)batch >= 4 * PAR_MNK;
     batch_items bi = {nb, ydim, sta, stb, M, N, K, a, b, y};
+    /* Batch-1 plans (attention heads): each item packs its B on the stack and runs the packed
+     * tile, items over the pool; no BLAS call, whose own threads would compete with the pool's. */
+    if (k->pool && at_gemm_pack_nr() && at_gemm_pack_floats(K, N) <= ITEM_PACK_MAX) {
+        at_pool_run(item * (double)batch >= 65536 ? k->pool : NULL, batch, packed_item, &bi);
+        return AT_OK;
+    }
     if (split_items) {
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int64_t t = 0; t < batch; t++) batch_item(&bi, t, 1);

@@ -167,10 +167,31 @@ static void pooled_case(void) {
     at_feed f = {x, {AT_F32, AT_SHAPE(1, T, K), xs}};
     at_tensor out;
     ref(T, N, K, 1.0f, xs, K, w, false, NULL, 0, r);
-    at_val fetch[2] = {y, score};
-    at_tensor outs[2];
+    /* a batched product of two fed operands (attention heads) in the same batch-1 plan */
+    enum { H = 4, D = 16, S = 20 };
+    at_val q = at_input(g, "q", AT_F32, AT_SHAPE(1, H, T, D));
+    at_val kt = at_input(g, "kt", AT_F32, AT_SHAPE(1, H, D, S));
+    at_val att = at_matmul(g, q, kt);
+    float *qs = malloc(sizeof(float) * H * T * D), *ks = malloc(sizeof(float) * H * D * S);
+    if (!qs || !ks) exit(1);
+    for (int i = 0; i < H * T * D; i++) qs[i] = frand();
+    for (int i = 0; i < H * D * S; i++) ks[i] = frand();
+    at_feed fs[3] = {
+        f, {q, {AT_F32, AT_SHAPE(1, H, T, D), qs}}, {kt, {AT_F32, AT_SHAPE(1, H, D, S), ks}}};
+    at_val fetch[3] = {y, score, att};
+    at_tensor outs[3];
     for (int rep = 0; rep < 50 && s; rep++) {
-        CHECK_OK(at_session_run(s, &f, 1, fetch, 2, outs, NULL, 0));
+        CHECK_OK(at_session_run(s, fs, 3, fetch, 3, outs, NULL, 0));
+        int64_t bad_att = 0;
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++)
+                for (int j = 0; j < S; j++) {
+                    double want = 0;
+                    for (int d = 0; d < D; d++)
+                        want += (double)qs[(h * T + t) * D + d] * ks[(h * D + d) * S + j];
+                    bad_att += fabs(((float *)outs[2].data)[(h * T + t) * S + j] - want) > 1e-4;
+                }
+        CHECK(bad_att == 0, "run %d: %lld attention products off", rep, (long long)bad_att);
         int64_t bad = 0, bad_score = 0;
         for (int i = 0; i < T * N; i++) bad += fabs(((float *)outs[0].data)[i] - tanh(r[i])) > 1e-4;
         for (int t = 0; t < T; t++) {
@@ -185,7 +206,7 @@ static void pooled_case(void) {
     CHECK(at_session_get_stats(s).packed_weights == 1, "the weight was not packed");
     at_session_free(s);
     at_graph_free(g);
-    free(w), free(xs), free(r);
+    free(w), free(xs), free(r), free(qs), free(ks);
 }
 
 /* MatMul then Add of a [N] bias: the plan does the Add inside the GEMM (fused_bias) with the
