@@ -202,18 +202,25 @@ typedef struct batch_items {
     float *y;
 } batch_items;
 
+/* Item t's matrix offsets into A and B (in matrices) from its index over the batch dims. */
+static void item_offsets(const batch_items *bi, int64_t t, int64_t *oa, int64_t *ob) {
+    int64_t rem = t;
+    *oa = *ob = 0;
+    for (int i = bi->nb - 1; i >= 0; i--) {
+        int64_t idx = rem % bi->ydim[i];
+        rem /= bi->ydim[i];
+        *oa += idx * bi->sta[i];
+        *ob += idx * bi->stb[i];
+    }
+}
+
 /* Item t through the packed tile, B packed into a stack buffer of ITEM_PACK_MAX floats. */
 enum { ITEM_PACK_MAX = 8192 };
 
 static void packed_item(void *arg, int64_t t) {
     const batch_items *bi = arg;
-    int64_t rem = t, oa = 0, ob = 0;
-    for (int i = bi->nb - 1; i >= 0; i--) {
-        int64_t idx = rem % bi->ydim[i];
-        rem /= bi->ydim[i];
-        oa += idx * bi->sta[i];
-        ob += idx * bi->stb[i];
-    }
+    int64_t oa, ob;
+    item_offsets(bi, t, &oa, &ob);
     int64_t M = bi->M, N = bi->N, K = bi->K;
     _Alignas(64) float pk[ITEM_PACK_MAX];
     at_gemm_pack(bi->b + ob * K * N, K, N, false, pk);
@@ -222,13 +229,8 @@ static void packed_item(void *arg, int64_t t) {
 }
 
 static void batch_item(const batch_items *bi, int64_t t, int threads) {
-    int64_t rem = t, oa = 0, ob = 0;
-    for (int i = bi->nb - 1; i >= 0; i--) {
-        int64_t idx = rem % bi->ydim[i];
-        rem /= bi->ydim[i];
-        oa += idx * bi->sta[i];
-        ob += idx * bi->stb[i];
-    }
+    int64_t oa, ob;
+    item_offsets(bi, t, &oa, &ob);
     int64_t M = bi->M, N = bi->N, K = bi->K;
     at_sgemm(threads, false, false, M, N, K, 1.0f, bi->a + oa * M * K, K, bi->b + ob * K * N, N,
              0.0f, bi->y + t * M * N, N);
