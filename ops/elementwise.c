@@ -254,8 +254,6 @@ static at_status equal_cpu(at_kernel_ctx *k) {
 #include "runtime/cpu/pool.h"
 #include "runtime/cpu/vec.h"
 
-#define VM_PICK AT_VM_PICK
-
 enum { VEC_CHUNK = 4096 };
 
 typedef void (*span1_fn)(const float *x, float *y, int64_t n, bool approx);
@@ -293,13 +291,13 @@ static at_status span1_run(at_kernel_ctx *k, span1_fn f) {
 }
 
 static at_status gelu_cpu(at_kernel_ctx *k) {
-    return span1_run(k, VM_PICK(at_vm_gelu));
+    return span1_run(k, AT_VM_PICK(at_vm_gelu));
 }
 static at_status tanh_cpu(at_kernel_ctx *k) {
-    return span1_run(k, VM_PICK(at_vm_tanh));
+    return span1_run(k, AT_VM_PICK(at_vm_tanh));
 }
 static at_status sigmoid_cpu(at_kernel_ctx *k) {
-    return span1_run(k, VM_PICK(at_vm_sigmoid));
+    return span1_run(k, AT_VM_PICK(at_vm_sigmoid));
 }
 
 DEFINE_UNARY_F32(relu, x > 0 ? x : 0.0f)
@@ -546,7 +544,7 @@ static at_status gelu_grad_cpu(at_kernel_ctx *k) {
     float *Y = k->out[0].data;
     int64_t n = at_shape_numel(&k->out[0].shape), chunks = (n + VEC_CHUNK - 1) / VEC_CHUNK;
     const bool approx = strcmp(at_attr_str(k->node, "approximate", "none"), "tanh") == 0;
-    void (*f)(const float *, const float *, float *, int64_t, bool) = VM_PICK(at_vm_gelu_grad);
+    void (*f)(const float *, const float *, float *, int64_t, bool) = AT_VM_PICK(at_vm_gelu_grad);
 #pragma omp parallel for num_threads(k->threads) if (n > PAR_MIN) schedule(static)
     for (int64_t ch = 0; ch < chunks; ch++) {
         int64_t i = ch * VEC_CHUNK, end = i + VEC_CHUNK < n ? i + VEC_CHUNK : n;

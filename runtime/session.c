@@ -411,7 +411,7 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
     st = execute(s, p);
     s->stats.arena_bytes = p->arena_bytes;
     s->stats.values_bytes = p->values_bytes;
-    s->stats.nodes_run = p->n_steps;
+    s->stats.nodes_run = p->n_steps - p->n_fused; /* fused bias Adds do not run */
     s->stats.packed_weights = p->n_packed;
     s->stats.packed_bytes = p->packed_bytes;
     s->stats.fused_bias = p->n_fused;

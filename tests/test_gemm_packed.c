@@ -240,6 +240,9 @@ static void fused_case(void) {
         at_tensor out[2];
         CHECK_OK(at_session_run(s, &f, 1, fetch, variant >= 2 ? 2 : 1, out, NULL, 0));
         int want = variant >= 2 ? 0 : 1;
+        int nodes = variant >= 2 ? 2 + (variant == 3) : 1; /* a fused Add does not run */
+        CHECK(at_session_get_stats(s).nodes_run == nodes, "variant %d: %d nodes ran, want %d",
+              variant, at_session_get_stats(s).nodes_run, nodes);
         CHECK(at_session_get_stats(s).fused_bias == want, "variant %d: fused %d, want %d", variant,
               at_session_get_stats(s).fused_bias, want);
         int64_t bad = 0;

@@ -4,6 +4,8 @@
  * (K x NR floats) is read once per MR rows, from the front. */
 #include "runtime/cpu/gemm_packed.h"
 
+#include "runtime/cpu/vec.h"
+
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -17,19 +19,14 @@
  * hand-off a microsecond or two. */
 #define PAR_MNK 2.5e5
 
+/* The CPU checks are runtime/cpu/vec.h's (cached there); at_cpu_avx2 also needs a build that
+ * compiled the AVX2 spans (GCC), so other compilers use the AVX-512 tile or BLAS. */
 int at_gemm_pack_nr(void) {
-    static int nr = -1; /* benign race: every thread computes the same value */
-    if (nr < 0) {
 #if HAVE_X86
-        __builtin_cpu_init();
-        nr = __builtin_cpu_supports("avx512f")                                 ? 32
-             : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 16
-                                                                               : 0;
+    return at_cpu_avx512() ? 32 : at_cpu_avx2() ? 16 : 0;
 #else
-        nr = 0;
+    return 0;
 #endif
-    }
-    return nr;
 }
 
 static int64_t panels(int64_t N, int nr) {
