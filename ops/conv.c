@@ -286,8 +286,8 @@ static at_status conv_cpu(at_kernel_ctx *k) {
         int64_t cnt = d.N - n0 < d.nb ? d.N - n0 : d.nb, cols = cnt * d.Lo;
         for (int64_t g = 0; g < d.G; g++) {
             im2col(&d, x, g, n0, cnt, col, nt);
-            at_sgemm(nt, false, false, d.Mg, cols, ck, 1.0f, w + g * d.Mg * ck, ck, col, cols, 0.0f,
-                     blk, cols);
+            at_sgemm(k->pool, nt, false, false, d.Mg, cols, ck, 1.0f, w + g * d.Mg * ck, ck, col,
+                     cols, 0.0f, blk, cols);
 #pragma omp parallel for num_threads(nt) schedule(static) if (d.Mg * cols > 32768)
             for (int64_t m = 0; m < d.Mg; m++) {
                 float b = bias ? bias[g * d.Mg + m] : 0.0f;
@@ -439,8 +439,8 @@ static at_status conv_gi_cpu(at_kernel_ctx *k) {
         int64_t cnt = d.N - n0 < d.nb ? d.N - n0 : d.nb, cols = cnt * d.Lo;
         for (int64_t g = 0; g < d.G; g++) {
             gather_dy(&d, dy, g, n0, cnt, blk, nt);
-            at_sgemm(nt, true, false, ck, cols, d.Mg, 1.0f, w + g * d.Mg * ck, ck, blk, cols, 0.0f,
-                     dcol, cols);
+            at_sgemm(k->pool, nt, true, false, ck, cols, d.Mg, 1.0f, w + g * d.Mg * ck, ck, blk,
+                     cols, 0.0f, dcol, cols);
             /* col2im: each dX row is owned by one iteration, so no two threads add to it. */
 #pragma omp parallel for num_threads(nt) schedule(static) if (cnt * d.Cg * d.L > 32768)
             for (int64_t r = 0; r < cnt * d.Cg; r++) {
@@ -513,7 +513,7 @@ static at_status conv_gw_cpu(at_kernel_ctx *k) {
         for (int64_t g = 0; g < d.G; g++) {
             im2col(&d, x, g, n0, cnt, col, nt);
             gather_dy(&d, dy, g, n0, cnt, blk, nt);
-            at_sgemm(nt, false, true, d.Mg, ck, cols, 1.0f, blk, cols, col, cols,
+            at_sgemm(k->pool, nt, false, true, d.Mg, ck, cols, 1.0f, blk, cols, col, cols,
                      n0 == 0 ? 0.0f : 1.0f, dw + g * d.Mg * ck, ck);
         }
     }

@@ -6,8 +6,11 @@
 #include <string.h>
 
 #include "ops/op.h"
+#include "ops/parallel.h"
 
 #define PAR_MIN 32768 /* below this many elements threads cost more than they give */
+/* elements per block of a split loop: a few microseconds of work, so a pool's helper pays */
+#define PAR_GRAIN 8192
 
 static const at_attr_schema no_attrs[] = {{NULL, 0, false}};
 
@@ -157,12 +160,93 @@ static at_status grad_infer(at_infer_ctx *c) {
 
 /* ---- binary kernels ---- */
 
-#define DEFINE_BINARY(NAME, EXPR)                                                                  \
+/* float32 Add, Sub, Mul and Div split by parallel.h: over elements when no input broadcasts or b
+ * is a scalar, else over output rows. */
+typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } bin_op;
+
+typedef struct {
+    bin_op op;
+    const float *a, *b;
+    float *y;
+    const at_shape *os;
+    const int64_t *sa, *sb;
+    int64_t inner, ia, ib; /* rows: row length and the inputs' last-dim strides */
+    bool scalar_b;
+} bin_job;
+
+#define BIN_SPAN(Y, N, A_AT, B_AT)                                                                 \
+    switch (j->op) {                                                                               \
+    case BIN_ADD:                                                                                  \
+        for (int64_t i = 0; i < (N); i++) (Y)[i] = (A_AT) + (B_AT);                                \
+        break;                                                                                     \
+    case BIN_SUB:                                                                                  \
+        for (int64_t i = 0; i < (N); i++) (Y)[i] = (A_AT) - (B_AT);                                \
+        break;                                                                                     \
+    case BIN_MUL:                                                                                  \
+        for (int64_t i = 0; i < (N); i++) (Y)[i] = (A_AT) * (B_AT);                                \
+        break;                                                                                     \
+    case BIN_DIV:                                                                                  \
+        for (int64_t i = 0; i < (N); i++) (Y)[i] = (A_AT) / (B_AT);                                \
+        break;                                                                                     \
+    }
+
+static void bin_elems(void *arg, int64_t lo, int64_t hi) {
+    const bin_job *j = arg;
+    const float *a = j->a + lo, *b = j->b + lo;
+    float *y = j->y + lo;
+    if (j->scalar_b) {
+        const float s = j->b[0];
+        BIN_SPAN(y, hi - lo, a[i], s);
+    } else {
+        BIN_SPAN(y, hi - lo, a[i], b[i]);
+    }
+}
+
+static void bin_rows(void *arg, int64_t lo, int64_t hi) {
+    const bin_job *j = arg;
+    for (int64_t row = lo; row < hi; row++) {
+        const float *a = j->a + row_offset(j->os, j->sa, row);
+        const float *b = j->b + row_offset(j->os, j->sb, row);
+        float *y = j->y + row * j->inner;
+        if (j->ia == 1 && j->ib == 1) {
+            BIN_SPAN(y, j->inner, a[i], b[i]);
+        } else if (j->ia == 1 && j->ib == 0) {
+            const float s = b[0];
+            BIN_SPAN(y, j->inner, a[i], s);
+        } else {
+            BIN_SPAN(y, j->inner, a[i * j->ia], b[i * j->ib]);
+        }
+    }
+}
+
+static void binary_f32(at_kernel_ctx *k, bin_op op) {
+    const at_shape *os = &k->out[0].shape;
+    int64_t n = at_shape_numel(os);
+    int64_t na = at_shape_numel(&k->in[0].shape), nb = at_shape_numel(&k->in[1].shape);
+    bin_job j = {op, k->in[0].data,     k->in[1].data, k->out[0].data, os, NULL, NULL, 0, 0,
+                 0,  nb == 1 && na == n};
+    if (na == n && (nb == n || nb == 1)) {
+        at_par_range(k, n, PAR_GRAIN, 16, bin_elems, &j);
+        return;
+    }
+    int64_t sa[AT_MAX_RANK], sb[AT_MAX_RANK];
+    bcast_strides(&k->in[0].shape, os, sa);
+    bcast_strides(&k->in[1].shape, os, sb);
+    int r = os->rank;
+    j.sa = sa, j.sb = sb;
+    j.inner = r ? os->dim[r - 1] : 1;
+    j.ia = r ? sa[r - 1] : 0, j.ib = r ? sb[r - 1] : 0;
+    int64_t rows = n / (j.inner ? j.inner : 1);
+    if (j.inner == 0) return;
+    at_par_range(k, rows, PAR_GRAIN / j.inner + 1, 1, bin_rows, &j);
+}
+
+#define DEFINE_BINARY(NAME, OP, EXPR)                                                              \
     static at_status NAME##_cpu(at_kernel_ctx *k) {                                                \
         int nt = k->threads;                                                                       \
         switch (k->in[0].dtype) {                                                                  \
         case AT_F32:                                                                               \
-            BINARY_LOOP(float, float, EXPR);                                                       \
+            binary_f32(k, OP);                                                                     \
             break;                                                                                 \
         case AT_I64:                                                                               \
             BINARY_LOOP(int64_t, int64_t, EXPR);                                                   \
@@ -176,15 +260,15 @@ static at_status grad_infer(at_infer_ctx *c) {
         return AT_OK;                                                                              \
     }
 
-DEFINE_BINARY(add, a + b)
-DEFINE_BINARY(sub, a - b)
-DEFINE_BINARY(mul, a *b)
+DEFINE_BINARY(add, BIN_ADD, a + b)
+DEFINE_BINARY(sub, BIN_SUB, a - b)
+DEFINE_BINARY(mul, BIN_MUL, a *b)
 
 static at_status div_cpu(at_kernel_ctx *k) {
     int nt = k->threads;
     switch (k->in[0].dtype) {
     case AT_F32:
-        BINARY_LOOP(float, float, a / b);
+        binary_f32(k, BIN_DIV);
         break;
     case AT_I64:
         BINARY_LOOP(int64_t, int64_t, b ? a / b : 0);

@@ -72,20 +72,44 @@ static void sgemm_rm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float al
                 (int)(ldb > 0 ? ldb : 1), beta, C, (int)(ldc > 0 ? ldc : 1));
 }
 
-/* One thread pool: when OpenBLAS runs single-threaded (the session sets it so), a GEMM worth
- * splitting is cut into nt blocks of rows (or of columns when N > M, so the smaller operand is
- * the one each block packs again) that nt OpenMP threads run as single-threaded GEMMs. With a
- * multi-threaded OpenBLAS the call goes to it whole: its own pool splits it, and calling it
- * from several threads at once would make its workers contend. */
+/* One thread pool: when OpenBLAS runs single-threaded (a session with a pool sets it so while it
+ * runs), a GEMM worth splitting is cut into blocks of rows (or of columns when N > M, so the
+ * smaller operand is the one each block packs again), one a thread, run as single-threaded GEMMs
+ * on the session's pool, or on nt OpenMP threads without one. With a multi-threaded OpenBLAS the
+ * call goes to it whole: its own pool splits it, and calling it from several threads at once
+ * would make its workers contend. */
 #define PAR_MNK 2e6 /* below this M N K one thread is as fast as two (wake-up cost) */
 
 bool at_blas_single(void) {
     return openblas_get_num_threads() == 1;
 }
 
-void at_sgemm(int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+typedef struct {
+    bool ta, tb, rows;
+    int64_t M, N, K, lda, ldb, ldc, total, parts;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+} gemm_split;
+
+static void gemm_part(void *arg, int64_t p) {
+    const gemm_split *g = arg;
+    /* block edges on multiples of 16, the kernels' register-block size */
+    int64_t lo = g->total * p / g->parts / 16 * 16,
+            hi = p == g->parts - 1 ? g->total : g->total * (p + 1) / g->parts / 16 * 16;
+    if (g->rows)
+        sgemm_rm(g->ta, g->tb, hi - lo, g->N, g->K, g->alpha,
+                 g->ta ? g->A + lo : g->A + lo * g->lda, g->lda, g->B, g->ldb, g->beta,
+                 g->C + lo * g->ldc, g->ldc);
+    else
+        sgemm_rm(g->ta, g->tb, g->M, hi - lo, g->K, g->alpha, g->A, g->lda,
+                 g->tb ? g->B + lo * g->ldb : g->B + lo, g->ldb, g->beta, g->C + lo, g->ldc);
+}
+
+void at_sgemm(at_pool *pool, int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
               int64_t ldc) {
+    if (pool) nt = at_pool_threads(pool);
     bool rows = M >= N;
     int64_t total = rows ? M : N;
     int parts = nt < total / 16 ? nt : (int)(total / 16);
@@ -93,18 +117,13 @@ void at_sgemm(int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
         sgemm_rm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-#pragma omp parallel for num_threads(parts) schedule(static)
-    for (int p = 0; p < parts; p++) {
-        /* block edges on multiples of 16, the kernels' register-block size */
-        int64_t lo = total * p / parts / 16 * 16,
-                hi = p == parts - 1 ? total : total * (p + 1) / parts / 16 * 16;
-        if (rows)
-            sgemm_rm(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta,
-                     C + lo * ldc, ldc);
-        else
-            sgemm_rm(ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta,
-                     C + lo, ldc);
+    gemm_split g = {ta, tb, rows, M, N, K, lda, ldb, ldc, total, parts, alpha, beta, A, B, C};
+    if (pool) {
+        at_pool_run(pool, parts, gemm_part, &g);
+        return;
     }
+#pragma omp parallel for num_threads(parts) schedule(static)
+    for (int p = 0; p < parts; p++) gemm_part(&g, p);
 }
 
 static bool fits_int(int64_t v) {
@@ -232,8 +251,8 @@ static void batch_item(const batch_items *bi, int64_t t, int threads) {
     int64_t oa, ob;
     item_offsets(bi, t, &oa, &ob);
     int64_t M = bi->M, N = bi->N, K = bi->K;
-    at_sgemm(threads, false, false, M, N, K, 1.0f, bi->a + oa * M * K, K, bi->b + ob * K * N, N,
-             0.0f, bi->y + t * M * N, N);
+    at_sgemm(NULL, threads, false, false, M, N, K, 1.0f, bi->a + oa * M * K, K, bi->b + ob * K * N,
+             N, 0.0f, bi->y + t * M * N, N);
 }
 
 static at_status matmul_cpu(at_kernel_ctx *k) {
@@ -284,7 +303,7 @@ static at_status matmul_cpu(at_kernel_ctx *k) {
             at_gemm_packed(k->pool, batch * M, N, K, 1.0f, a, K, k->packed, false, k->bias, y, N);
             return AT_OK;
         }
-        at_sgemm(k->threads, false, false, batch * M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
+        at_sgemm(k->pool, k->threads, false, false, batch * M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
         return AT_OK;
     }
     /* Small products (attention heads): threads take whole items. */
@@ -471,7 +490,7 @@ static at_status gemm_cpu(at_kernel_ctx *k) {
                        gemm_beta != 0.0f, NULL, y, N);
         return AT_OK;
     }
-    at_sgemm(k->threads, ta, tb, M, N, K, alpha, AT_F32P(A), A->shape.dim[1], AT_F32P(B),
+    at_sgemm(k->pool, k->threads, ta, tb, M, N, K, alpha, AT_F32P(A), A->shape.dim[1], AT_F32P(B),
              B->shape.dim[1], gemm_beta, y, N);
     return AT_OK;
 }

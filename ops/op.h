@@ -172,11 +172,11 @@ int64_t at_dims_prod(const at_shape *s, int from, int to);
  * unknown. (ops/shape.c) */
 bool at_infer_shape_input(const at_infer_ctx *c, int i, int n, int64_t *v, bool *sym);
 
-/* Row-major SGEMM through CBLAS, C = alpha op(A) op(B) + beta C, split over nt OpenMP threads
- * when OpenBLAS itself runs single-threaded (ops/matmul.c). */
-void at_sgemm(int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-              int64_t ldc);
+/* Row-major SGEMM through CBLAS, C = alpha op(A) op(B) + beta C, split over the pool (when not
+ * NULL) or else nt OpenMP threads when OpenBLAS itself runs single-threaded (ops/matmul.c). */
+void at_sgemm(struct at_pool *pool, int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+              float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+              float *C, int64_t ldc);
 /* Whether OpenBLAS runs single-threaded, so kernels thread around it. */
 bool at_blas_single(void);
 

@@ -17,6 +17,7 @@
 #include "runtime/plan.h"
 
 extern void openblas_set_num_threads(int);
+extern int openblas_get_num_threads(void);
 
 typedef struct dev_side dev_side;
 
@@ -37,7 +38,7 @@ struct at_session {
     int64_t *syms; /* scratch: symbol binding of the current feeds */
     int syms_cap;
     at_session_stats stats;
-    at_pool *pool; /* helpers for packed GEMMs (threads > 1; made with the first such plan) */
+    at_pool *pool; /* helpers for the kernels of CPU runs (threads > 1; made with the first plan) */
     at_profile_entry *prof; /* per node when opts.profile (node and op_type filled on read) */
     int prof_cap;
     char err[1024];
@@ -274,13 +275,25 @@ static at_status check_finite(at_session *s, const at_node_rec *n, const at_tens
     return AT_OK;
 }
 
+static at_status execute(at_session *s, at_plan *p);
+
+/* The pool splits GEMMs itself, so OpenBLAS runs single-threaded for the run (its own workers
+ * would spin beside the pool's); the caller's setting is back when the run returns. */
+static at_status run_cpu(at_session *s, at_plan *p) {
+    int blas = s->pool ? openblas_get_num_threads() : 1;
+    if (blas != 1) openblas_set_num_threads(1);
+    at_status st = execute(s, p);
+    if (blas != 1) openblas_set_num_threads(blas);
+    return st;
+}
+
 static at_status execute(at_session *s, at_plan *p) {
     const at_graph *g = s->g;
-    /* A plan with packed weights multiplies a few rows (batch-1 inference): its kernels are
-     * too short for OpenMP's fork-join (a sleeping thread wakes in 10-50 us), so they run on
-     * the caller, and the GEMMs and activations split over the session's pool instead. */
-    bool few_rows = p->n_packed && s->pool;
-    int kthreads = few_rows ? 1 : s->o.threads;
+    /* With the session's pool, kernels split their loops and GEMMs over it, not over OpenMP
+     * teams: a kernel of 30 us gains from the pool's spinning helper, where waking sleeping
+     * OpenMP workers costs 10-50 us (ops/parallel.h). Kernels without a pool path run on the
+     * caller. */
+    int kthreads = s->pool ? 1 : s->o.threads;
     for (int st = 0; st < p->n_steps; st++) {
         const at_plan_step *ps = &p->steps[st];
         if (ps->skip) continue; /* a bias Add its MatMul did (runtime/plan.h) */
@@ -307,7 +320,7 @@ static at_status execute(at_session *s, at_plan *p) {
         k.backend = NULL;
         k.packed = ps->packed;
         k.bias = ps->bias;
-        k.pool = few_rows ? s->pool : NULL;
+        k.pool = s->pool;
         k.msg[0] = 0;
         double t0 = s->o.profile ? now_ms() : 0.0;
         at_status rc = def->cpu(&k);
@@ -357,9 +370,8 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
             at_plan_free(p);
             return sfail(s, e.code, "%s", e.msg);
         }
-        /* NULL when threads cannot start: the packed GEMMs then run on the caller alone */
-        if (!s->dev && p->n_packed && s->o.threads > 1 && !s->pool)
-            s->pool = at_pool_new(s->o.threads - 1);
+        /* NULL when threads cannot start: kernels then use OpenMP teams as without a pool */
+        if (!s->dev && s->o.threads > 1 && !s->pool) s->pool = at_pool_new(s->o.threads - 1);
         if (s->dev && (st = dev_check_plan(s, p)) != AT_OK) {
             at_plan_free(p);
             return st;
@@ -408,7 +420,7 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
             return sfail(s, AT_E_NOMEM, "out of memory");
         memset(s->prof + old, 0, sizeof *s->prof * (size_t)(s->prof_cap - old));
     }
-    st = execute(s, p);
+    st = run_cpu(s, p);
     s->stats.arena_bytes = p->arena_bytes;
     s->stats.values_bytes = p->values_bytes;
     s->stats.nodes_run = p->n_steps - p->n_fused; /* fused bias Adds do not run */

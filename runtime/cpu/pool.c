@@ -121,6 +121,10 @@ at_pool *at_pool_new(int helpers) {
     return p;
 }
 
+int at_pool_threads(const at_pool *p) {
+    return p ? p->n_threads + 1 : 1;
+}
+
 void at_pool_free(at_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);

@@ -15,6 +15,8 @@ typedef struct at_pool at_pool;
 /* A pool of `helpers` threads (>= 1), owned by the caller (at_pool_free). NULL when threads
  * cannot be started or memory runs out: callers then run serially. */
 at_pool *at_pool_new(int helpers);
+/* Threads that run a pool's items: its helpers and the caller; 1 for NULL. */
+int at_pool_threads(const at_pool *p);
 /* Stops and joins the helpers. NULL is a no-op. */
 void at_pool_free(at_pool *p);
 
