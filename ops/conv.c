@@ -7,13 +7,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <omp.h>
-
 #include "ops/conv_index.h"
 #include "ops/op.h"
+#include "ops/parallel.h"
 
 /* Floats of scratch a chunk may use (im2col columns + the GEMM's staging block). */
 #define CONV_WS_BUDGET ((int64_t)2 << 20)
+#define CONV_GRAIN     8192 /* floats a block of a split loop moves at least */
 
 typedef struct conv_attrs {
     int64_t pb, pe, s, d, group;
@@ -189,22 +189,26 @@ static size_t conv_ws_bytes(const conv_dims *d) {
     return (size_t)(d->nb * (d->Cg * d->K + d->Mg) * d->Lo) * sizeof(float);
 }
 
-static int nthreads(const at_kernel_ctx *k) {
-    return k->threads > 0 ? k->threads : omp_get_max_threads();
-}
+/* One chunk's loops around the GEMMs, split by parallel.h: n0 .. n0 + cnt - 1 of group g. */
+typedef struct {
+    const conv_dims *d;
+    int64_t g, n0, cnt, cols;
+    const float *src, *bias;
+    float *dst;
+} conv_job;
 
-/* col[(c, k), (i, o)] = X[n0 + i, g*Cg + c, o*s - pb + k*d], zero in the padding. */
-static void im2col(const conv_dims *d, const float *x, int64_t g, int64_t n0, int64_t cnt,
-                   float *col, int nt) {
-    int64_t rows = d->Cg * d->K, cols = cnt * d->Lo;
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * cols > 32768)
-    for (int64_t r = 0; r < rows; r++) {
+/* col[(c, k), (i, o)] = X[n0 + i, g*Cg + c, o*s - pb + k*d], zero in the padding; rows [lo, hi)
+ * of col. */
+static void im2col_rows(void *arg, int64_t lo, int64_t hi) {
+    const conv_job *j = arg;
+    const conv_dims *d = j->d;
+    for (int64_t r = lo; r < hi; r++) {
         int64_t ci = r / d->K, off = at_conv_tap_off(r % d->K, d->p.d, d->p.pb), s = d->p.s;
         int64_t o0, o1;
         at_conv_valid_range(off, s, d->L, d->Lo, &o0, &o1);
-        float *dst = col + r * cols;
-        for (int64_t i = 0; i < cnt; i++) {
-            const float *src = x + ((n0 + i) * d->C + g * d->Cg + ci) * d->L;
+        float *dst = j->dst + r * j->cols;
+        for (int64_t i = 0; i < j->cnt; i++) {
+            const float *src = j->src + ((j->n0 + i) * d->C + j->g * d->Cg + ci) * d->L;
             float *row = dst + i * d->Lo;
             for (int64_t o = 0; o < o0; o++) row[o] = 0.0f;
             if (s == 1) {
@@ -217,15 +221,61 @@ static void im2col(const conv_dims *d, const float *x, int64_t g, int64_t n0, in
     }
 }
 
-/* buf[m, (i, o)] = dY[n0 + i, g*Mg + m, o]: one group's rows of a chunk side by side. */
-static void gather_dy(const conv_dims *d, const float *dy, int64_t g, int64_t n0, int64_t cnt,
-                      float *buf, int nt) {
-    int64_t cols = cnt * d->Lo;
-#pragma omp parallel for num_threads(nt) schedule(static) if (d->Mg * cols > 32768)
-    for (int64_t m = 0; m < d->Mg; m++)
-        for (int64_t i = 0; i < cnt; i++)
-            memcpy(buf + m * cols + i * d->Lo, dy + ((n0 + i) * d->M + g * d->Mg + m) * d->Lo,
+static void im2col(const at_kernel_ctx *k, const conv_dims *d, const float *x, int64_t g,
+                   int64_t n0, int64_t cnt, float *col) {
+    conv_job j = {d, g, n0, cnt, cnt * d->Lo, x, NULL, col};
+    at_par_range(k, d->Cg * d->K, CONV_GRAIN / j.cols + 1, 1, im2col_rows, &j);
+}
+
+/* buf[m, (i, o)] = dY[n0 + i, g*Mg + m, o]: one group's rows of a chunk side by side; rows
+ * [lo, hi) of buf. */
+static void gather_rows(void *arg, int64_t lo, int64_t hi) {
+    const conv_job *j = arg;
+    const conv_dims *d = j->d;
+    for (int64_t m = lo; m < hi; m++)
+        for (int64_t i = 0; i < j->cnt; i++)
+            memcpy(j->dst + m * j->cols + i * d->Lo,
+                   j->src + ((j->n0 + i) * d->M + j->g * d->Mg + m) * d->Lo,
                    sizeof(float) * (size_t)d->Lo);
+}
+
+static void gather_dy(const at_kernel_ctx *k, const conv_dims *d, const float *dy, int64_t g,
+                      int64_t n0, int64_t cnt, float *buf) {
+    conv_job j = {d, g, n0, cnt, cnt * d->Lo, dy, NULL, buf};
+    at_par_range(k, d->Mg, CONV_GRAIN / j.cols + 1, 1, gather_rows, &j);
+}
+
+/* Y[n0 + i, g*Mg + m, :] = blk[m, (i, :)] + B[g*Mg + m], for m in [lo, hi). */
+static void scatter_rows(void *arg, int64_t lo, int64_t hi) {
+    const conv_job *j = arg;
+    const conv_dims *d = j->d;
+    for (int64_t m = lo; m < hi; m++) {
+        float b = j->bias ? j->bias[j->g * d->Mg + m] : 0.0f;
+        for (int64_t i = 0; i < j->cnt; i++) {
+            float *dst = j->dst + ((j->n0 + i) * d->M + j->g * d->Mg + m) * d->Lo;
+            const float *src = j->src + m * j->cols + i * d->Lo;
+            for (int64_t o = 0; o < d->Lo; o++) dst[o] = src[o] + b;
+        }
+    }
+}
+
+/* col2im for rows r = (i, ci) in [lo, hi): each dX row is owned by one r, so no two threads add
+ * to it. */
+static void col2im_rows(void *arg, int64_t lo, int64_t hi) {
+    const conv_job *j = arg;
+    const conv_dims *d = j->d;
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t i = r / d->Cg, ci = r % d->Cg;
+        float *row = j->dst + ((j->n0 + i) * d->C + j->g * d->Cg + ci) * d->L;
+        memset(row, 0, sizeof(float) * (size_t)d->L);
+        for (int64_t kk = 0; kk < d->K; kk++) {
+            int64_t off = at_conv_tap_off(kk, d->p.d, d->p.pb), s = d->p.s, o0, o1;
+            const float *src = j->src + (ci * d->K + kk) * j->cols + i * d->Lo;
+            /* The outputs that read the input (as in im2col); the rest read padding. */
+            at_conv_valid_range(off, s, d->L, d->Lo, &o0, &o1);
+            for (int64_t o = o0; o < o1; o++) row[o * s + off] += src[o];
+        }
+    }
 }
 
 /* ---- Conv ---- */
@@ -279,24 +329,17 @@ static at_status conv_cpu(at_kernel_ctx *k) {
     const float *x = AT_F32P(&k->in[0]), *w = AT_F32P(&k->in[1]);
     const float *bias = k->n_in > 2 && k->in[2].data ? AT_F32P(&k->in[2]) : NULL;
     float *y = AT_F32P(&k->out[0]);
-    int nt = nthreads(k);
+    int nt = k->threads > 0 ? k->threads : 1;
     int64_t ck = d.Cg * d.K;
     float *col = k->ws, *blk = col + d.nb * ck * d.Lo;
     for (int64_t n0 = 0; n0 < d.N; n0 += d.nb) {
         int64_t cnt = d.N - n0 < d.nb ? d.N - n0 : d.nb, cols = cnt * d.Lo;
         for (int64_t g = 0; g < d.G; g++) {
-            im2col(&d, x, g, n0, cnt, col, nt);
+            im2col(k, &d, x, g, n0, cnt, col);
             at_sgemm(k->pool, nt, false, false, d.Mg, cols, ck, 1.0f, w + g * d.Mg * ck, ck, col,
                      cols, 0.0f, blk, cols);
-#pragma omp parallel for num_threads(nt) schedule(static) if (d.Mg * cols > 32768)
-            for (int64_t m = 0; m < d.Mg; m++) {
-                float b = bias ? bias[g * d.Mg + m] : 0.0f;
-                for (int64_t i = 0; i < cnt; i++) {
-                    float *dst = y + ((n0 + i) * d.M + g * d.Mg + m) * d.Lo;
-                    const float *src = blk + m * cols + i * d.Lo;
-                    for (int64_t o = 0; o < d.Lo; o++) dst[o] = src[o] + b;
-                }
-            }
+            conv_job j = {&d, g, n0, cnt, cols, blk, bias, y};
+            at_par_range(k, d.Mg, CONV_GRAIN / cols + 1, 1, scatter_rows, &j);
         }
     }
     return AT_OK;
@@ -432,29 +475,17 @@ static at_status conv_gi_cpu(at_kernel_ctx *k) {
         return at_kernel_fail(k, AT_E_INTERNAL, "workspace too small");
     const float *dy = AT_F32P(&k->in[0]), *w = AT_F32P(&k->in[1]);
     float *dx = AT_F32P(&k->out[0]);
-    int nt = nthreads(k);
+    int nt = k->threads > 0 ? k->threads : 1;
     int64_t ck = d.Cg * d.K;
     float *dcol = k->ws, *blk = dcol + d.nb * ck * d.Lo;
     for (int64_t n0 = 0; n0 < d.N; n0 += d.nb) {
         int64_t cnt = d.N - n0 < d.nb ? d.N - n0 : d.nb, cols = cnt * d.Lo;
         for (int64_t g = 0; g < d.G; g++) {
-            gather_dy(&d, dy, g, n0, cnt, blk, nt);
+            gather_dy(k, &d, dy, g, n0, cnt, blk);
             at_sgemm(k->pool, nt, true, false, ck, cols, d.Mg, 1.0f, w + g * d.Mg * ck, ck, blk,
                      cols, 0.0f, dcol, cols);
-            /* col2im: each dX row is owned by one iteration, so no two threads add to it. */
-#pragma omp parallel for num_threads(nt) schedule(static) if (cnt * d.Cg * d.L > 32768)
-            for (int64_t r = 0; r < cnt * d.Cg; r++) {
-                int64_t i = r / d.Cg, ci = r % d.Cg;
-                float *row = dx + ((n0 + i) * d.C + g * d.Cg + ci) * d.L;
-                memset(row, 0, sizeof(float) * (size_t)d.L);
-                for (int64_t kk = 0; kk < d.K; kk++) {
-                    int64_t off = at_conv_tap_off(kk, d.p.d, d.p.pb), s = d.p.s, o0, o1;
-                    const float *src = dcol + (ci * d.K + kk) * cols + i * d.Lo;
-                    /* The outputs that read the input (as in im2col); the rest read padding. */
-                    at_conv_valid_range(off, s, d.L, d.Lo, &o0, &o1);
-                    for (int64_t o = o0; o < o1; o++) row[o * s + off] += src[o];
-                }
-            }
+            conv_job j = {&d, g, n0, cnt, cols, dcol, NULL, dx};
+            at_par_range(k, cnt * d.Cg, CONV_GRAIN / (d.K * d.Lo) + 1, 1, col2im_rows, &j);
         }
     }
     return AT_OK;
@@ -503,7 +534,7 @@ static at_status conv_gw_cpu(at_kernel_ctx *k) {
         return at_kernel_fail(k, AT_E_INTERNAL, "workspace too small");
     const float *dy = AT_F32P(&k->in[0]), *x = AT_F32P(&k->in[1]);
     float *dw = AT_F32P(&k->out[0]);
-    int nt = nthreads(k);
+    int nt = k->threads > 0 ? k->threads : 1;
     int64_t ck = d.Cg * d.K;
     float *col = k->ws, *blk = col + d.nb * ck * d.Lo;
     if (d.N == 0) memset(dw, 0, sizeof(float) * (size_t)(d.M * ck));
@@ -511,8 +542,8 @@ static at_status conv_gw_cpu(at_kernel_ctx *k) {
     for (int64_t n0 = 0; n0 < d.N; n0 += d.nb) {
         int64_t cnt = d.N - n0 < d.nb ? d.N - n0 : d.nb, cols = cnt * d.Lo;
         for (int64_t g = 0; g < d.G; g++) {
-            im2col(&d, x, g, n0, cnt, col, nt);
-            gather_dy(&d, dy, g, n0, cnt, blk, nt);
+            im2col(k, &d, x, g, n0, cnt, col);
+            gather_dy(k, &d, dy, g, n0, cnt, blk);
             at_sgemm(k->pool, nt, false, true, d.Mg, ck, cols, 1.0f, blk, cols, col, cols,
                      n0 == 0 ? 0.0f : 1.0f, dw + g * d.Mg * ck, ck);
         }

@@ -5,11 +5,11 @@
  * one mask on every backend and thread count. ONNX's `seed` attribute is accepted and
  * ignored: a per-node seed would break that reproducibility contract. */
 #include <math.h>
-#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "ops/op.h"
+#include "ops/parallel.h"
 #include "runtime/cpu/dropout_avx512.h"
 #include "runtime/rng.h"
 
@@ -55,10 +55,6 @@ static at_status read_mode(at_kernel_ctx *k, int ratio_in, int training_in, floa
     /* ratio 1 drops everything; the scale is then never applied to a kept element. */
     *scale = *ratio < 1.0f ? 1.0f / (1.0f - *ratio) : 0.0f;
     return AT_OK;
-}
-
-static int nthreads(const at_kernel_ctx *k) {
-    return k->threads > 0 ? k->threads : omp_get_max_threads();
 }
 
 /* at_philox4x32 (runtime/rng.c) for PHILOX_LANES consecutive blocks j0, j0 + 1, ... at once:
@@ -174,6 +170,30 @@ static void portable_group(at_philox_key key, uint64_t step, uint32_t thr, float
         for (int e = 0; e < m; e++) mask[i0 + e] = r[e] >= thr;
 }
 
+typedef struct {
+    at_philox_key key;
+    uint64_t step;
+    uint32_t thr;
+    float scale;
+    const float *x;
+    float *y;
+    uint8_t *mask;
+    int64_t n;
+} drop_job;
+
+/* Groups [lo, hi) of 64 elements through the AVX-512 rounds. */
+static void drop_avx512(void *arg, int64_t lo, int64_t hi) {
+    const drop_job *j = arg;
+    at_dropout_avx512(j->key, (uint64_t)(16 * lo), hi - lo, j->step, j->thr, j->scale,
+                      j->x + 64 * lo, j->y + 64 * lo, j->mask ? j->mask + 64 * lo : NULL);
+}
+
+static void drop_portable(void *arg, int64_t lo, int64_t hi) {
+    const drop_job *j = arg;
+    for (int64_t gi = lo; gi < hi; gi++)
+        portable_group(j->key, j->step, j->thr, j->scale, j->x, j->y, j->mask, j->n, gi);
+}
+
 static at_status dropout_cpu(at_kernel_ctx *k) {
     float ratio, scale;
     bool training;
@@ -196,20 +216,17 @@ static at_status dropout_cpu(at_kernel_ctx *k) {
     /* One Philox block serves four consecutive elements, exactly as at_rng_uniform defines
      * them (tests/test_ops_dropout.c compares the two). Blocks go PHILOX_LANES at a time
      * through philox_lanes, whose lane loops vectorize. */
-    int64_t nb = (n + 3) / 4, ngroups = (nb + PHILOX_LANES - 1) / PHILOX_LANES;
+    drop_job j = {key, step, thr, scale, x, y, mask, n};
     if (at_cpu_avx512()) { /* groups of 64 elements (16 blocks) in registers, then the rest */
         int64_t g64 = n / 64;
-#pragma omp parallel for num_threads(nthreads(k)) schedule(static) if (g64 > 128)
-        for (int64_t g = 0; g < g64; g++)
-            at_dropout_avx512(key, (uint64_t)(16 * g), 1, step, thr, scale, x + 64 * g, y + 64 * g,
-                              mask ? mask + 64 * g : NULL);
+        at_par_range(k, g64, 128, 1, drop_avx512, &j);
+        int64_t nb = (n + 3) / 4, ngroups = (nb + PHILOX_LANES - 1) / PHILOX_LANES;
         for (int64_t gi = 16 * g64 / PHILOX_LANES; gi < ngroups; gi++)
             portable_group(key, step, thr, scale, x, y, mask, n, gi);
         return AT_OK;
     }
-#pragma omp parallel for num_threads(nthreads(k)) schedule(static) if (nb > 2048)
-    for (int64_t gi = 0; gi < ngroups; gi++)
-        portable_group(key, step, thr, scale, x, y, mask, n, gi);
+    int64_t nb = (n + 3) / 4, ngroups = (nb + PHILOX_LANES - 1) / PHILOX_LANES;
+    at_par_range(k, ngroups, 2048 / PHILOX_LANES, 1, drop_portable, &j);
     return AT_OK;
 }
 
@@ -289,6 +306,21 @@ static at_status dropout_grad_infer(at_infer_ctx *c) {
     return AT_OK;
 }
 
+typedef struct {
+    const float *dy;
+    const uint8_t *mask;
+    float *dx;
+    float scale;
+} dgrad_job;
+
+static void dgrad_range(void *arg, int64_t lo, int64_t hi) {
+    const dgrad_job *j = arg;
+    const float *dy = j->dy, scale = j->scale;
+    const uint8_t *mask = j->mask;
+    float *dx = j->dx;
+    for (int64_t i = lo; i < hi; i++) dx[i] = mask[i] ? dy[i] * scale : 0.0f;
+}
+
 static at_status dropout_grad_cpu(at_kernel_ctx *k) {
     float ratio, scale;
     bool training;
@@ -298,8 +330,8 @@ static at_status dropout_grad_cpu(at_kernel_ctx *k) {
     const uint8_t *mask = k->in[DG_MASK].data;
     float *dx = k->out[0].data;
     int64_t n = at_shape_numel(&k->in[DG_DY].shape);
-#pragma omp parallel for num_threads(nthreads(k)) schedule(static) if (n > 16384)
-    for (int64_t i = 0; i < n; i++) dx[i] = mask[i] ? dy[i] * scale : 0.0f;
+    dgrad_job j = {dy, mask, dx, scale};
+    at_par_range(k, n, 8192, 64, dgrad_range, &j);
     return AT_OK;
 }
 

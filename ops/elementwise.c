@@ -192,7 +192,7 @@ typedef struct {
 
 static void bin_elems(void *arg, int64_t lo, int64_t hi) {
     const bin_job *j = arg;
-    const float *a = j->a + lo, *b = j->b + lo;
+    const float *a = j->a + lo, *b = j->b + lo; /* locals: stores to y cannot move them */
     float *y = j->y + lo;
     if (j->scalar_b) {
         const float s = j->b[0];
@@ -204,17 +204,19 @@ static void bin_elems(void *arg, int64_t lo, int64_t hi) {
 
 static void bin_rows(void *arg, int64_t lo, int64_t hi) {
     const bin_job *j = arg;
+    const int64_t inner = j->inner, ia = j->ia,
+                  ib = j->ib; /* locals: stores to y cannot move them */
     for (int64_t row = lo; row < hi; row++) {
         const float *a = j->a + row_offset(j->os, j->sa, row);
         const float *b = j->b + row_offset(j->os, j->sb, row);
-        float *y = j->y + row * j->inner;
-        if (j->ia == 1 && j->ib == 1) {
-            BIN_SPAN(y, j->inner, a[i], b[i]);
-        } else if (j->ia == 1 && j->ib == 0) {
+        float *y = j->y + row * inner;
+        if (ia == 1 && ib == 1) {
+            BIN_SPAN(y, inner, a[i], b[i]);
+        } else if (ia == 1 && ib == 0) {
             const float s = b[0];
-            BIN_SPAN(y, j->inner, a[i], s);
+            BIN_SPAN(y, inner, a[i], s);
         } else {
-            BIN_SPAN(y, j->inner, a[i * j->ia], b[i * j->ib]);
+            BIN_SPAN(y, inner, a[i * ia], b[i * ib]);
         }
     }
 }
@@ -335,7 +337,6 @@ static at_status equal_cpu(at_kernel_ctx *k) {
 #define VM_FN(name) name##_base
 #include "ops/vmath.h"
 #include "runtime/cpu/dropout_avx512.h"
-#include "runtime/cpu/pool.h"
 #include "runtime/cpu/vec.h"
 
 enum { VEC_CHUNK = 4096 };
@@ -350,27 +351,16 @@ typedef struct span1_job {
     bool approx;
 } span1_job;
 
-static void span1_chunk(void *arg, int64_t ch) {
+static void span1_range(void *arg, int64_t lo, int64_t hi) {
     const span1_job *j = arg;
-    int64_t i = ch * VEC_CHUNK, end = i + VEC_CHUNK < j->n ? i + VEC_CHUNK : j->n;
-    j->f(j->x + i, j->y + i, end - i, j->approx);
+    j->f(j->x + lo, j->y + lo, hi - lo, j->approx);
 }
 
 static at_status span1_run(at_kernel_ctx *k, span1_fn f) {
-    const float *X = (const float *)k->in[0].data;
-    float *Y = (float *)k->out[0].data;
-    int64_t n = at_shape_numel(&k->out[0].shape), chunks = (n + VEC_CHUNK - 1) / VEC_CHUNK;
+    int64_t n = at_shape_numel(&k->out[0].shape);
     const bool approx = strcmp(at_attr_str(k->node, "approximate", "none"), "tanh") == 0;
-    if (k->pool) { /* batch-1 inference: the session's pool, not an OpenMP team */
-        span1_job j = {f, X, Y, n, approx};
-        at_pool_run(n > 4 * VEC_CHUNK ? k->pool : NULL, chunks, span1_chunk, &j);
-        return AT_OK;
-    }
-#pragma omp parallel for num_threads(k->threads) if (n > PAR_MIN) schedule(static)
-    for (int64_t ch = 0; ch < chunks; ch++) {
-        int64_t i = ch * VEC_CHUNK, end = i + VEC_CHUNK < n ? i + VEC_CHUNK : n;
-        f(X + i, Y + i, end - i, approx);
-    }
+    span1_job j = {f, k->in[0].data, k->out[0].data, n, approx};
+    at_par_range(k, n, VEC_CHUNK, 16, span1_range, &j);
     return AT_OK;
 }
 
@@ -606,34 +596,47 @@ static at_status clip_grad_cpu(at_kernel_ctx *k) {
 
 /* ---- backward kernels of the activations: (dy, saved) -> dx ---- */
 
+typedef struct {
+    const float *d, *s;
+    float *y;
+    float alpha;
+    bool approx;
+    void (*f)(const float *, const float *, float *, int64_t, bool);
+} grad_job;
+
 #define DEFINE_GRAD(NAME, EXPR)                                                                    \
-    static at_status NAME##_cpu(at_kernel_ctx *k) {                                                \
-        const float *D = k->in[0].data, *S = k->in[1].data;                                        \
-        float *Y = k->out[0].data;                                                                 \
-        int64_t n = at_shape_numel(&k->out[0].shape);                                              \
-        const float alpha = at_attr_float(k->node, "alpha", 0.01f);                                \
-        const bool approx = strcmp(at_attr_str(k->node, "approximate", "none"), "tanh") == 0;      \
-        (void)alpha, (void)approx;                                                                 \
-        _Pragma("omp parallel for num_threads(k->threads) if(n > PAR_MIN) schedule(static)") for ( \
-            int64_t i = 0; i < n; i++) {                                                           \
+    static void NAME##_range(void *arg, int64_t lo, int64_t hi) {                                  \
+        const grad_job *j = arg;                                                                   \
+        const float *D = j->d, *S = j->s, alpha = j->alpha;                                        \
+        float *Y = j->y;                                                                           \
+        (void)alpha;                                                                               \
+        for (int64_t i = lo; i < hi; i++) {                                                        \
             float d = D[i], s = S[i];                                                              \
             Y[i] = (EXPR);                                                                         \
         }                                                                                          \
+    }                                                                                              \
+    static at_status NAME##_cpu(at_kernel_ctx *k) {                                                \
+        grad_job j = {k->in[0].data,  k->in[1].data,                                               \
+                      k->out[0].data, at_attr_float(k->node, "alpha", 0.01f),                      \
+                      false,          NULL};                                                       \
+        at_par_range(k, at_shape_numel(&k->out[0].shape), PAR_GRAIN, 16, NAME##_range, &j);        \
         return AT_OK;                                                                              \
     }
 
-/* GeluGrad(dy, x) over chunks, as the activations above. */
+/* GeluGrad(dy, x) over spans, as the activations above. */
+static void gelu_grad_range(void *arg, int64_t lo, int64_t hi) {
+    const grad_job *j = arg;
+    j->f(j->d + lo, j->s + lo, j->y + lo, hi - lo, j->approx);
+}
+
 static at_status gelu_grad_cpu(at_kernel_ctx *k) {
-    const float *D = k->in[0].data, *S = k->in[1].data;
-    float *Y = k->out[0].data;
-    int64_t n = at_shape_numel(&k->out[0].shape), chunks = (n + VEC_CHUNK - 1) / VEC_CHUNK;
-    const bool approx = strcmp(at_attr_str(k->node, "approximate", "none"), "tanh") == 0;
-    void (*f)(const float *, const float *, float *, int64_t, bool) = AT_VM_PICK(at_vm_gelu_grad);
-#pragma omp parallel for num_threads(k->threads) if (n > PAR_MIN) schedule(static)
-    for (int64_t ch = 0; ch < chunks; ch++) {
-        int64_t i = ch * VEC_CHUNK, end = i + VEC_CHUNK < n ? i + VEC_CHUNK : n;
-        f(D + i, S + i, Y + i, end - i, approx);
-    }
+    grad_job j = {k->in[0].data,
+                  k->in[1].data,
+                  k->out[0].data,
+                  0.0f,
+                  strcmp(at_attr_str(k->node, "approximate", "none"), "tanh") == 0,
+                  AT_VM_PICK(at_vm_gelu_grad)};
+    at_par_range(k, at_shape_numel(&k->out[0].shape), VEC_CHUNK, 16, gelu_grad_range, &j);
     return AT_OK;
 }
 
@@ -661,6 +664,26 @@ static at_status sum_to_infer(at_infer_ctx *c) {
     return AT_OK;
 }
 
+typedef struct {
+    const float *x;
+    float *y;
+    int64_t rows, ny;
+} lead_job;
+
+/* Column blocks [lo, hi) of 64 of a sum over leading rows. */
+static void lead_sum(void *arg, int64_t lo, int64_t hi) {
+    const lead_job *j = arg;
+    const float *X = j->x;
+    float *Y = j->y;
+    const int64_t ny = j->ny, rows = j->rows;
+    int64_t j0 = lo * 64, j1 = hi * 64 < ny ? hi * 64 : ny;
+    for (int64_t c = j0; c < j1; c++) Y[c] = 0.0f;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *px = X + r * ny;
+        for (int64_t c = j0; c < j1; c++) Y[c] += px[c];
+    }
+}
+
 static at_status sum_to_cpu(at_kernel_ctx *k) {
     const at_shape *xs = &k->in[0].shape, *os = &k->out[0].shape;
     const float *X = k->in[0].data;
@@ -679,19 +702,9 @@ static at_status sum_to_cpu(at_kernel_ctx *k) {
     for (int i = 0; i < os->rank; i++)
         if (os->dim[i] != xs->dim[lead + i]) leading_only = false;
     if (leading_only) {
-        int64_t rows = nx / ny;
-#pragma omp parallel for num_threads(k->threads) if (nx > PAR_MIN) schedule(static)
-        for (int64_t j = 0; j < ny; j++) Y[j] = 0.0f;
         /* Column blocks of 64: contiguous reads, fixed summation order. */
-        int64_t nblk = (ny + 63) / 64;
-#pragma omp parallel for num_threads(k->threads) if (nx > PAR_MIN) schedule(static)
-        for (int64_t b = 0; b < nblk; b++) {
-            int64_t j0 = b * 64, j1 = j0 + 64 < ny ? j0 + 64 : ny;
-            for (int64_t r = 0; r < rows; r++) {
-                const float *px = X + r * ny;
-                for (int64_t j = j0; j < j1; j++) Y[j] += px[j];
-            }
-        }
+        lead_job j = {X, Y, nx / ny, ny};
+        at_par_range(k, (ny + 63) / 64, PAR_GRAIN / (64 * j.rows) + 1, 1, lead_sum, &j);
         return AT_OK;
     }
     /* General path: each output element sums its preimage (odometer over

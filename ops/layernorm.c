@@ -13,17 +13,13 @@
  * The row sums are accumulated per fixed chunk of rows into the workspace and the chunks are
  * added in order, so they do not depend on the thread count. */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "ops/lanes.h"
 #include "ops/op.h"
+#include "ops/parallel.h"
 
 #define LN_CHUNKS 32 /* row chunks of the dScale / dBias reduction */
-
-static int nthreads(const at_kernel_ctx *k) {
-    return k->threads > 0 ? k->threads : omp_get_max_threads();
-}
 
 static bool present(const at_kernel_ctx *k, int i) {
     return k->n_in > i && k->in[i].data;
@@ -52,6 +48,31 @@ static void row_stats(const float *x, int64_t D, double eps, float *mean, float 
 
 /* ---- forward ---- */
 
+typedef struct {
+    const float *x, *scale, *bias;
+    float *y, *mo, *io;
+    int64_t D;
+    double eps;
+} ln_job;
+
+static void ln_rows(void *arg, int64_t lo, int64_t hi) {
+    const ln_job *j = arg;
+    const int64_t D = j->D;
+    const float *scale = j->scale, *bias = j->bias;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *xr = j->x + r * D;
+        float *yr = j->y + r * D;
+        float mean, inv;
+        row_stats(xr, D, j->eps, &mean, &inv);
+        if (bias)
+            for (int64_t c = 0; c < D; c++) yr[c] = (xr[c] - mean) * inv * scale[c] + bias[c];
+        else
+            for (int64_t c = 0; c < D; c++) yr[c] = (xr[c] - mean) * inv * scale[c];
+        if (j->mo) j->mo[r] = mean;
+        if (j->io) j->io[r] = inv;
+    }
+}
+
 static at_status ln_cpu(at_kernel_ctx *k) {
     const at_tensor *X = &k->in[0];
     int64_t rows, D;
@@ -63,20 +84,8 @@ static at_status ln_cpu(at_kernel_ctx *k) {
     float *y = AT_F32P(&k->out[0]);
     float *mo = out_present(k, 1) ? AT_F32P(&k->out[1]) : NULL;
     float *io = out_present(k, 2) ? AT_F32P(&k->out[2]) : NULL;
-    int nt = nthreads(k);
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * D > 16384)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * D;
-        float *yr = y + r * D;
-        float mean, inv;
-        row_stats(xr, D, eps, &mean, &inv);
-        if (bias)
-            for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - mean) * inv * scale[j] + bias[j];
-        else
-            for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - mean) * inv * scale[j];
-        if (mo) mo[r] = mean;
-        if (io) io[r] = inv;
-    }
+    ln_job j = {x, scale, bias, y, mo, io, D, eps};
+    at_par_range(k, rows, 16384 / (D ? D : 1) + 1, 1, ln_rows, &j);
     return AT_OK;
 }
 
@@ -121,6 +130,67 @@ static void grad_row_sums(const float *xr, const float *gr, const float *scale, 
     *sg = s, *sgx = sx;
 }
 
+typedef struct {
+    const float *dy, *x, *scale, *mean_in, *inv_in, *dmean, *dinv;
+    float *dx, *dscale, *dbias, *part;
+    int64_t rows, D, per, P;
+    double eps;
+    bool saved;
+} lng_job;
+
+/* Chunks [lo, hi) of rows: dX, and the chunk's partial dScale and dBias sums in part (fixed
+ * chunks, so the sums do not depend on the thread count). */
+static void lng_chunks(void *arg, int64_t lo, int64_t hi) {
+    const lng_job *j = arg;
+    const int64_t D = j->D;
+    const float *scale = j->scale;
+    for (int64_t c = lo; c < hi; c++) {
+        float *ps = j->part + c * 2 * D, *pb = ps + D;
+        for (int64_t q = 0; q < 2 * D; q++) ps[q] = 0;
+        int64_t r1 = (c + 1) * j->per < j->rows ? (c + 1) * j->per : j->rows;
+        for (int64_t r = c * j->per; r < r1; r++) {
+            const float *xr = j->x + r * D, *gr = j->dy ? j->dy + r * D : NULL;
+            float mean, inv;
+            if (j->saved)
+                mean = j->mean_in[r], inv = j->inv_in[r];
+            else
+                row_stats(xr, D, j->eps, &mean, &inv);
+            double sg = 0, sgx = 0;
+            if (gr) grad_row_sums(xr, gr, scale, D, mean, inv, ps, pb, &sg, &sgx);
+            if (!j->dx) continue;
+            float *dxr = j->dx + r * D;
+            double invD = D ? 1.0 / (double)D : 0;
+            float mg = (float)(sg * invD), mgx = (float)(sgx * invD);
+            float cm = j->dmean ? (float)(j->dmean[r] * invD) : 0.0f;
+            float ci = j->dinv ? (float)(-(double)j->dinv[r] * inv * inv * invD) : 0.0f;
+            if (gr)
+                for (int64_t q = 0; q < D; q++) {
+                    float xh = (xr[q] - mean) * inv;
+                    dxr[q] = inv * (gr[q] * scale[q] - mg - xh * mgx) + cm + ci * xh;
+                }
+            else
+                for (int64_t q = 0; q < D; q++) {
+                    float xh = (xr[q] - mean) * inv;
+                    dxr[q] = inv * (-mg - xh * mgx) + cm + ci * xh;
+                }
+        }
+    }
+}
+
+/* Columns [lo, hi) of dScale and dBias: the chunks' partial sums, in chunk order. */
+static void lng_params(void *arg, int64_t lo, int64_t hi) {
+    const lng_job *j = arg;
+    for (int64_t q = lo; q < hi; q++) {
+        double s = 0, b = 0;
+        for (int64_t c = 0; c < j->P; c++) {
+            s += j->part[c * 2 * j->D + q];
+            b += j->part[c * 2 * j->D + j->D + q];
+        }
+        if (j->dscale) j->dscale[q] = (float)s;
+        if (j->dbias) j->dbias[q] = (float)b;
+    }
+}
+
 static at_status ln_grad_cpu(at_kernel_ctx *k) {
     const at_tensor *X = &k->in[G_X];
     int64_t rows, D;
@@ -141,53 +211,11 @@ static at_status ln_grad_cpu(at_kernel_ctx *k) {
     float *dx = out_present(k, 0) ? AT_F32P(&k->out[0]) : NULL;
     float *dscale = out_present(k, 1) ? AT_F32P(&k->out[1]) : NULL;
     float *dbias = out_present(k, 2) ? AT_F32P(&k->out[2]) : NULL;
-    float *part = k->ws;
-    int nt = nthreads(k);
-    int64_t per = (rows + P - 1) / P;
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * D > 8192)
-    for (int64_t c = 0; c < P; c++) {
-        float *ps = part + c * 2 * D, *pb = ps + D;
-        for (int64_t j = 0; j < 2 * D; j++) ps[j] = 0;
-        int64_t r1 = (c + 1) * per < rows ? (c + 1) * per : rows;
-        for (int64_t r = c * per; r < r1; r++) {
-            const float *xr = x + r * D, *gr = dy ? dy + r * D : NULL;
-            float mean, inv;
-            if (saved)
-                mean = mean_in[r], inv = inv_in[r];
-            else
-                row_stats(xr, D, eps, &mean, &inv);
-            double sg = 0, sgx = 0;
-            if (gr) grad_row_sums(xr, gr, scale, D, mean, inv, ps, pb, &sg, &sgx);
-            if (!dx) continue;
-            float *dxr = dx + r * D;
-            double invD = D ? 1.0 / (double)D : 0;
-            float mg = (float)(sg * invD), mgx = (float)(sgx * invD);
-            float cm = dmean ? (float)(dmean[r] * invD) : 0.0f;
-            float ci = dinv ? (float)(-(double)dinv[r] * inv * inv * invD) : 0.0f;
-            if (gr)
-                for (int64_t j = 0; j < D; j++) {
-                    float xh = (xr[j] - mean) * inv;
-                    dxr[j] = inv * (gr[j] * scale[j] - mg - xh * mgx) + cm + ci * xh;
-                }
-            else
-                for (int64_t j = 0; j < D; j++) {
-                    float xh = (xr[j] - mean) * inv;
-                    dxr[j] = inv * (-mg - xh * mgx) + cm + ci * xh;
-                }
-        }
-    }
-    if (dscale || dbias) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (P * D > 8192)
-        for (int64_t j = 0; j < D; j++) {
-            double s = 0, b = 0;
-            for (int64_t c = 0; c < P; c++) {
-                s += part[c * 2 * D + j];
-                b += part[c * 2 * D + D + j];
-            }
-            if (dscale) dscale[j] = (float)s;
-            if (dbias) dbias[j] = (float)b;
-        }
-    }
+    lng_job j = {dy, x,      scale, mean_in, inv_in, dmean, dinv,
+                 dx, dscale, dbias, k->ws,   rows,   D,     (rows + P - 1) / P,
+                 P,  eps,    saved};
+    at_par_range(k, P, 1, 1, lng_chunks, &j);
+    if (dscale || dbias) at_par_range(k, D, 8192 / P + 1, 16, lng_params, &j);
     return AT_OK;
 }
 

@@ -6,6 +6,7 @@
 
 #include "ops/lanes.h"
 #include "ops/op.h"
+#include "ops/parallel.h"
 #include "runtime/cpu/gemm_packed.h"
 
 /* ---- shared GEMM call ---- */
@@ -186,8 +187,9 @@ static at_status matmul_infer(at_infer_ctx *c) {
 }
 
 /* y[r] = A[r, :] . b for R rows of K, in 16 running lanes; the pool takes blocks of rows. Used
- * by batch-1 plans (additive attention scores against their v vector) instead of a
- * multi-threaded BLAS GEMV, whose own threads would compete with the pool's. */
+ * for every MatMul against a vector (additive attention scores against their v vector): each
+ * row's sum is the same whoever runs it, so results do not depend on the thread count, and no
+ * BLAS threads compete with the pool's. */
 enum { GEMV_BLOCK = 64 };
 
 typedef struct gemv_job {
@@ -233,26 +235,18 @@ static void item_offsets(const batch_items *bi, int64_t t, int64_t *oa, int64_t 
     }
 }
 
-/* Item t through the packed tile, B packed into a stack buffer of ITEM_PACK_MAX floats. */
-enum { ITEM_PACK_MAX = 8192 };
+#define ITEM_WORK 1e6
 
-static void packed_item(void *arg, int64_t t) {
-    const batch_items *bi = arg;
+static void batch_item(const batch_items *bi, int64_t t) {
     int64_t oa, ob;
     item_offsets(bi, t, &oa, &ob);
     int64_t M = bi->M, N = bi->N, K = bi->K;
-    _Alignas(64) float pk[ITEM_PACK_MAX];
-    at_gemm_pack(bi->b + ob * K * N, K, N, false, pk);
-    at_gemm_packed(NULL, M, N, K, 1.0f, bi->a + oa * M * K, K, pk, false, NULL, bi->y + t * M * N,
-                   N);
+    sgemm_rm(false, false, M, N, K, 1.0f, bi->a + oa * M * K, K, bi->b + ob * K * N, N, 0.0f,
+             bi->y + t * M * N, N);
 }
 
-static void batch_item(const batch_items *bi, int64_t t, int threads) {
-    int64_t oa, ob;
-    item_offsets(bi, t, &oa, &ob);
-    int64_t M = bi->M, N = bi->N, K = bi->K;
-    at_sgemm(NULL, threads, false, false, M, N, K, 1.0f, bi->a + oa * M * K, K, bi->b + ob * K * N,
-             N, 0.0f, bi->y + t * M * N, N);
+static void blas_items(void *arg, int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; t++) batch_item(arg, t);
 }
 
 static at_status matmul_cpu(at_kernel_ctx *k) {
@@ -295,7 +289,7 @@ static at_status matmul_cpu(at_kernel_ctx *k) {
     float *y = AT_F32P(Y);
     /* B shared by every batch item (a weight): one tall GEMM over all rows of A. */
     if (batch_b == 1 && fits_int(batch * M)) {
-        if (k->pool && N == 1) { /* batch-1 plan: scores against a vector, on the pool */
+        if (N == 1) { /* scores against a vector: the same sums at every thread count */
             gemv_rows(k->pool, batch * M, K, a, b, y);
             return AT_OK;
         }
@@ -306,24 +300,17 @@ static at_status matmul_cpu(at_kernel_ctx *k) {
         at_sgemm(k->pool, k->threads, false, false, batch * M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
         return AT_OK;
     }
-    /* Small products (attention heads): threads take whole items. */
-    int nt = k->threads > 1 && at_blas_single() ? k->threads : 1;
-    double item = (double)M * (double)N * (double)K;
-    /* 4 x PAR_MNK in all: 128 heads of 16 x 64 x 16 (2e6) ran slower split than not */
-    bool split_items = nt > 1 && batch > 1 && item < PAR_MNK && item * (double)batch >= 4 * PAR_MNK;
+    /* Small products (attention heads): each item a single-threaded GEMM, whole items to a
+     * thread, in blocks of ITEM_WORK multiply-adds at least (one item of the attention scores,
+     * 16 x 64 x 16, takes half a microsecond: less than handing it to a thread costs). With a
+     * multi-threaded OpenBLAS (no pool, and the program set it so) each item goes to it whole. */
     batch_items bi = {nb, ydim, sta, stb, M, N, K, a, b, y};
-    /* Batch-1 plans (attention heads): each item packs its B on the stack and runs the packed
-     * tile, items over the pool; no BLAS call, whose own threads would compete with the pool's. */
-    if (k->pool && at_gemm_pack_nr() && at_gemm_pack_floats(K, N) <= ITEM_PACK_MAX) {
-        at_pool_run(item * (double)batch >= 65536 ? k->pool : NULL, batch, packed_item, &bi);
+    if (!at_blas_single()) {
+        for (int64_t t = 0; t < batch; t++) batch_item(&bi, t);
         return AT_OK;
     }
-    if (split_items) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t t = 0; t < batch; t++) batch_item(&bi, t, 1);
-    } else { /* no OpenMP region at all: a region of one thread still costs a call per node */
-        for (int64_t t = 0; t < batch; t++) batch_item(&bi, t, k->threads);
-    }
+    double item = (double)M * (double)N * (double)K;
+    at_par_range(k, batch, (int64_t)(ITEM_WORK / item) + 1, 1, blas_items, &bi);
     return AT_OK;
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ops/op.h"
+#include "ops/parallel.h"
 
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -243,6 +244,67 @@ static at_status adam_infer(at_infer_ctx *c) {
     return AT_OK;
 }
 
+typedef struct {
+    bool decoupled;
+    float b2, eps, wd, step_size, bc2_sqrt, decay, omb1, omb2;
+    const float *p, *gr, *m, *v;
+    float *po, *mo, *vo;
+} adam_job;
+
+/* Elements [lo, hi) of an Adam step. Each element is read before it is written, so in-place and
+ * separate buffers agree. Four lanes at a time through SSE2 (sqrtf's errno check keeps the
+ * compiler from vectorizing the scalar loop), the same operations in the same order, so every
+ * lane rounds exactly as the scalar tail does. */
+static void adam_range(void *arg, int64_t lo, int64_t hi) {
+    const adam_job *j = arg;
+    const float *p = j->p, *gr = j->gr, *m = j->m, *v = j->v;
+    float *po = j->po, *mo = j->mo, *vo = j->vo;
+    const float b2 = j->b2, eps = j->eps, wd = j->wd, step_size = j->step_size;
+    const float bc2_sqrt = j->bc2_sqrt, decay = j->decay, omb1 = j->omb1, omb2 = j->omb2;
+    const bool decoupled = j->decoupled;
+    int64_t i = lo, end = hi;
+#ifdef __SSE2__
+    const v4f vdecay = {decay, decay, decay, decay}, vwd = {wd, wd, wd, wd};
+    const v4f vomb1 = {omb1, omb1, omb1, omb1}, vomb2 = {omb2, omb2, omb2, omb2};
+    const v4f vb2 = {b2, b2, b2, b2}, vbc2 = {bc2_sqrt, bc2_sqrt, bc2_sqrt, bc2_sqrt};
+    const v4f veps = {eps, eps, eps, eps};
+    const v4f vstep = {step_size, step_size, step_size, step_size};
+    for (; i + 4 <= end; i += 4) {
+        v4f pi, g, mm, vv;
+        memcpy(&pi, p + i, sizeof pi);
+        memcpy(&g, gr + i, sizeof g);
+        memcpy(&mm, m + i, sizeof mm);
+        memcpy(&vv, v + i, sizeof vv);
+        if (decoupled) {
+            if (wd != 0.0f) pi = pi * vdecay;
+        } else if (wd != 0.0f) {
+            g = g + vwd * pi;
+        }
+        v4f mi = mm + vomb1 * (g - mm);
+        v4f vi = vv * vb2 + vomb2 * g * g;
+        v4f denom = (v4f)_mm_sqrt_ps((__m128)vi) / vbc2 + veps;
+        v4f pn = pi - vstep * (mi / denom);
+        memcpy(mo + i, &mi, sizeof mi);
+        memcpy(vo + i, &vi, sizeof vi);
+        memcpy(po + i, &pn, sizeof pn);
+    }
+#endif
+    for (; i < end; i++) {
+        float pi = p[i], g = gr[i];
+        if (decoupled) {
+            if (wd != 0.0f) pi = pi * decay;
+        } else if (wd != 0.0f) {
+            g = g + wd * pi;
+        }
+        float mi = m[i] + omb1 * (g - m[i]);
+        float vi = v[i] * b2 + omb2 * g * g;
+        float denom = sqrtf(vi) / bc2_sqrt + eps;
+        mo[i] = mi;
+        vo[i] = vi;
+        po[i] = pi - step_size * (mi / denom);
+    }
+}
+
 static at_status adam_step(at_kernel_ctx *k, bool decoupled, float wd_default) {
     const at_node_rec *nd = k->node;
     float b1 = at_attr_float(nd, "beta1", 0.9f);
@@ -255,63 +317,23 @@ static at_status adam_step(at_kernel_ctx *k, bool decoupled, float wd_default) {
         return at_kernel_fail(k, AT_E_INVALID,
                               "step t is %g; Adam needs t >= 1 (feed it the incremented counter)",
                               t);
-    float step_size = (float)(lr / (1.0 - pow(b1, t)));
-    float bc2_sqrt = (float)sqrt(1.0 - pow(b2, t));
-    float decay = (float)(1.0 - lr * wd);
-    int64_t n = at_shape_numel(&k->in[0].shape);
-    const float *p = AT_F32P(&k->in[0]), *gr = AT_F32P(&k->in[1]);
-    const float *m = AT_F32P(&k->in[2]), *v = AT_F32P(&k->in[3]);
-    float *po = AT_F32P(&k->out[0]), *mo = AT_F32P(&k->out[1]), *vo = AT_F32P(&k->out[2]);
-    float omb1 = 1.0f - b1, omb2 = 1.0f - b2;
-    /* Each element is read before it is written, so in-place and separate buffers agree.
-     * Chunks of ADAM_CHUNK elements; within one, four lanes at a time through SSE2 (sqrtf's
-     * errno check keeps the compiler from vectorizing the scalar loop), the same operations
-     * in the same order, so every lane rounds exactly as the scalar tail does. */
-    int64_t chunks = (n + ADAM_CHUNK - 1) / ADAM_CHUNK;
-#pragma omp parallel for schedule(static) num_threads(k->threads) if (n > 16384)
-    for (int64_t c = 0; c < chunks; c++) {
-        int64_t i = c * ADAM_CHUNK, end = i + ADAM_CHUNK < n ? i + ADAM_CHUNK : n;
-#ifdef __SSE2__
-        const v4f vdecay = {decay, decay, decay, decay}, vwd = {wd, wd, wd, wd};
-        const v4f vomb1 = {omb1, omb1, omb1, omb1}, vomb2 = {omb2, omb2, omb2, omb2};
-        const v4f vb2 = {b2, b2, b2, b2}, vbc2 = {bc2_sqrt, bc2_sqrt, bc2_sqrt, bc2_sqrt};
-        const v4f veps = {eps, eps, eps, eps};
-        const v4f vstep = {step_size, step_size, step_size, step_size};
-        for (; i + 4 <= end; i += 4) {
-            v4f pi, g, mm, vv;
-            memcpy(&pi, p + i, sizeof pi);
-            memcpy(&g, gr + i, sizeof g);
-            memcpy(&mm, m + i, sizeof mm);
-            memcpy(&vv, v + i, sizeof vv);
-            if (decoupled) {
-                if (wd != 0.0f) pi = pi * vdecay;
-            } else if (wd != 0.0f) {
-                g = g + vwd * pi;
-            }
-            v4f mi = mm + vomb1 * (g - mm);
-            v4f vi = vv * vb2 + vomb2 * g * g;
-            v4f denom = (v4f)_mm_sqrt_ps((__m128)vi) / vbc2 + veps;
-            v4f pn = pi - vstep * (mi / denom);
-            memcpy(mo + i, &mi, sizeof mi);
-            memcpy(vo + i, &vi, sizeof vi);
-            memcpy(po + i, &pn, sizeof pn);
-        }
-#endif
-        for (; i < end; i++) {
-            float pi = p[i], g = gr[i];
-            if (decoupled) {
-                if (wd != 0.0f) pi = pi * decay;
-            } else if (wd != 0.0f) {
-                g = g + wd * pi;
-            }
-            float mi = m[i] + omb1 * (g - m[i]);
-            float vi = v[i] * b2 + omb2 * g * g;
-            float denom = sqrtf(vi) / bc2_sqrt + eps;
-            mo[i] = mi;
-            vo[i] = vi;
-            po[i] = pi - step_size * (mi / denom);
-        }
-    }
+    adam_job j = {decoupled,
+                  b2,
+                  eps,
+                  wd,
+                  (float)(lr / (1.0 - pow(b1, t))),
+                  (float)sqrt(1.0 - pow(b2, t)),
+                  (float)(1.0 - lr * wd),
+                  1.0f - b1,
+                  1.0f - b2,
+                  AT_F32P(&k->in[0]),
+                  AT_F32P(&k->in[1]),
+                  AT_F32P(&k->in[2]),
+                  AT_F32P(&k->in[3]),
+                  AT_F32P(&k->out[0]),
+                  AT_F32P(&k->out[1]),
+                  AT_F32P(&k->out[2])};
+    at_par_range(k, at_shape_numel(&k->in[0].shape), ADAM_CHUNK, 16, adam_range, &j);
     return AT_OK;
 }
 
@@ -426,6 +448,44 @@ static double sum_squares(const float *x, int64_t n) {
     return s;
 }
 
+/* ClipGlobalNorm's two passes over the global chunks [lo, hi): the sums of squares, then the
+ * scaling. Empty tensors own no chunks: clip_find lands on the last tensor starting at c. */
+typedef struct {
+    const at_kernel_ctx *k;
+    const int64_t *start;
+    double *part;
+    float scale;
+} clip_job;
+
+static int64_t clip_span(const clip_job *j, int64_t c, int *i, int64_t *hi) {
+    *i = clip_find(j->start, j->k->n_in, c);
+    int64_t numel = at_shape_numel(&j->k->in[*i].shape);
+    int64_t lo = (c - j->start[*i]) * CLIP_CHUNK;
+    *hi = lo + CLIP_CHUNK < numel ? lo + CLIP_CHUNK : numel;
+    return lo;
+}
+
+static void clip_sums(void *arg, int64_t lo, int64_t hi) {
+    const clip_job *j = arg;
+    for (int64_t c = lo; c < hi; c++) {
+        int i;
+        int64_t e1, e0 = clip_span(j, c, &i, &e1);
+        j->part[c] = sum_squares(AT_F32P(&j->k->in[i]) + e0, e1 - e0);
+    }
+}
+
+static void clip_scale(void *arg, int64_t lo, int64_t hi) {
+    const clip_job *j = arg;
+    for (int64_t c = lo; c < hi; c++) {
+        int i;
+        int64_t e1, e0 = clip_span(j, c, &i, &e1);
+        const float *x = AT_F32P(&j->k->in[i]);
+        float *y = AT_F32P(&j->k->out[i]);
+        const float scale = j->scale;
+        for (int64_t e = e0; e < e1; e++) y[e] = x[e] * scale;
+    }
+}
+
 static at_status clip_cpu(at_kernel_ctx *k) {
     int n = k->n_in;
     if (k->ws_size < clip_workspace(k))
@@ -438,15 +498,8 @@ static at_status clip_cpu(at_kernel_ctx *k) {
         start[i + 1] = start[i] + clip_chunks(at_shape_numel(&k->in[i].shape));
     int64_t total = start[n];
 
-#pragma omp parallel for schedule(static) num_threads(k->threads) if (total > 1)
-    for (int64_t c = 0; c < total; c++) {
-        int i = clip_find(start, n, c);
-        /* Empty tensors own no chunks: clip_find lands on the last tensor starting at c. */
-        int64_t numel = at_shape_numel(&k->in[i].shape);
-        int64_t lo = (c - start[i]) * CLIP_CHUNK;
-        int64_t hi = lo + CLIP_CHUNK < numel ? lo + CLIP_CHUNK : numel;
-        part[c] = sum_squares(AT_F32P(&k->in[i]) + lo, hi - lo);
-    }
+    clip_job j = {k, start, part, 0.0f};
+    at_par_range(k, total, 2, 1, clip_sums, &j);
     double sumsq = 0.0;
     for (int64_t c = 0; c < total; c++) sumsq += part[c];
 
@@ -456,16 +509,8 @@ static at_status clip_cpu(at_kernel_ctx *k) {
     if (scale > 1.0f) scale = 1.0f;
     AT_F32P(&k->out[n])[0] = norm;
 
-#pragma omp parallel for schedule(static) num_threads(k->threads) if (total > 1)
-    for (int64_t c = 0; c < total; c++) {
-        int i = clip_find(start, n, c);
-        int64_t numel = at_shape_numel(&k->in[i].shape);
-        int64_t lo = (c - start[i]) * CLIP_CHUNK;
-        int64_t hi = lo + CLIP_CHUNK < numel ? lo + CLIP_CHUNK : numel;
-        const float *x = AT_F32P(&k->in[i]);
-        float *y = AT_F32P(&k->out[i]);
-        for (int64_t e = lo; e < hi; e++) y[e] = x[e] * scale;
-    }
+    j.scale = scale;
+    at_par_range(k, total, 2, 1, clip_scale, &j);
     return AT_OK;
 }
 

@@ -13,11 +13,13 @@
 #include <string.h>
 
 #include "ops/op.h"
+#include "ops/parallel.h"
 
 /* Below this many elements a parallel region costs more than it saves. */
 #define PAR_MIN 32768
 /* Elements a strided-copy work unit moves at most, so a few long rows still spread. */
 #define COPY_CHUNK 16384
+#define PAR_GRAIN  8192 /* elements per block of a split copy */
 
 /* Shared with ops/gather.c (declared there). */
 
@@ -216,8 +218,39 @@ static int coalesce(int rank, int64_t *dims, int64_t *ds, int64_t *ss) {
 
 /* dst[sum i_d * dst_st[d]] = src[sum i_d * src_st[d]] over the index box dims (strides in
  * elements, possibly negative or zero on the source side). */
+static void zero_bytes(void *arg, int64_t lo, int64_t hi) {
+    memset((char *)arg + lo, 0, (size_t)(hi - lo));
+}
+
+typedef struct {
+    char *dst;
+    const char *src;
+    size_t es;
+    int r;
+    const int64_t *dims, *ds, *ss;
+    int64_t nch, inner;
+} copy_job;
+
+static void copy_units(void *arg, int64_t lo, int64_t hi) {
+    const copy_job *j = arg;
+    const int r = j->r;
+    for (int64_t u = lo; u < hi; u++) {
+        int64_t row = u / j->nch, i0 = (u % j->nch) * COPY_CHUNK;
+        int64_t n = j->inner - i0 < COPY_CHUNK ? j->inner - i0 : COPY_CHUNK;
+        int64_t rem = row, doff = i0 * j->ds[r - 1], soff = i0 * j->ss[r - 1];
+        for (int d = r - 2; d >= 0; d--) {
+            int64_t i = rem % j->dims[d];
+            rem /= j->dims[d];
+            doff += i * j->ds[d];
+            soff += i * j->ss[d];
+        }
+        copy_run(j->dst + (ptrdiff_t)doff * (ptrdiff_t)j->es,
+                 j->src + (ptrdiff_t)soff * (ptrdiff_t)j->es, j->es, n, j->ds[r - 1], j->ss[r - 1]);
+    }
+}
+
 static void strided_copy(void *dst, const void *src, size_t es, int rank, const int64_t *dims0,
-                         const int64_t *dst_st0, const int64_t *src_st0, int threads) {
+                         const int64_t *dst_st0, const int64_t *src_st0, const at_kernel_ctx *k) {
     int64_t dims[AT_MAX_RANK], ds[AT_MAX_RANK], ss[AT_MAX_RANK];
     for (int d = 0; d < rank; d++) {
         if (dims0[d] == 0) return;
@@ -228,26 +261,13 @@ static void strided_copy(void *dst, const void *src, size_t es, int rank, const 
         memcpy(dst, src, es);
         return;
     }
-    int64_t inner = dims[r - 1], dsi = ds[r - 1], ssi = ss[r - 1];
+    int64_t inner = dims[r - 1];
     int64_t rows = prod_range(dims, 0, r - 1);
     int64_t nch = (inner + COPY_CHUNK - 1) / COPY_CHUNK, units = rows * nch;
-    char *dp = dst;
-    const char *sp = src;
-#pragma omp parallel for num_threads(threads) if (rows * inner > PAR_MIN && units > 1)             \
-    schedule(static)
-    for (int64_t u = 0; u < units; u++) {
-        int64_t row = u / nch, i0 = (u % nch) * COPY_CHUNK;
-        int64_t n = inner - i0 < COPY_CHUNK ? inner - i0 : COPY_CHUNK;
-        int64_t rem = row, doff = i0 * dsi, soff = i0 * ssi;
-        for (int d = r - 2; d >= 0; d--) {
-            int64_t i = rem % dims[d];
-            rem /= dims[d];
-            doff += i * ds[d];
-            soff += i * ss[d];
-        }
-        copy_run(dp + (ptrdiff_t)doff * (ptrdiff_t)es, sp + (ptrdiff_t)soff * (ptrdiff_t)es, es, n,
-                 dsi, ssi);
-    }
+    copy_job j = {dst, src, es, r, dims, ds, ss, nch, inner};
+    /* a unit copies at most COPY_CHUNK elements */
+    int64_t per_unit = inner < COPY_CHUNK ? inner : COPY_CHUNK;
+    at_par_range(k, units, PAR_GRAIN / per_unit + 1, 1, copy_units, &j);
 }
 
 /* One tile of a transpose: o[i * ods + j] = x[i + j * xs] for i < ni, j < nj (writes
@@ -269,36 +289,64 @@ TILE_FN(uint64_t, tile_8)
  * is strided in the source: tiles of 32x32 between the output dim p that is contiguous in the
  * source and the last output dim, so both sides stream through cache; every other dim is an
  * outer loop. */
+typedef struct {
+    char *out;
+    const char *in;
+    size_t es;
+    void (*tile)(void *, const void *, int64_t, int64_t, int64_t, int64_t);
+    const int64_t *dims, *ds, *ss;
+    const int *od;
+    int m, p, r;
+    int64_t I, J, ti, tj;
+} tile_job;
+
+enum { TB = 32 }; /* transpose tile edge */
+
+static void tile_units(void *arg, int64_t lo, int64_t hi) {
+    const tile_job *j = arg;
+    const int p = j->p, r = j->r;
+    for (int64_t u = lo; u < hi; u++) {
+        int64_t rest = u / (j->ti * j->tj), i0 = (u / j->tj) % j->ti * TB, j0 = u % j->tj * TB;
+        int64_t doff = i0 * j->ds[p] + j0, soff = i0 + j0 * j->ss[r - 1];
+        for (int k = j->m - 1; k >= 0; k--) {
+            int64_t i = rest % j->dims[j->od[k]];
+            rest /= j->dims[j->od[k]];
+            doff += i * j->ds[j->od[k]];
+            soff += i * j->ss[j->od[k]];
+        }
+        j->tile(j->out + (ptrdiff_t)doff * (ptrdiff_t)j->es,
+                j->in + (ptrdiff_t)soff * (ptrdiff_t)j->es, j->ds[p], j->ss[r - 1],
+                j->I - i0 < TB ? j->I - i0 : TB, j->J - j0 < TB ? j->J - j0 : TB);
+    }
+}
+
 static void transpose_tiled(void *out, const void *in, size_t es, int r, const int64_t *dims,
-                            const int64_t *ds, const int64_t *ss, int p, int threads) {
-    enum { TB = 32 };
-    void (*tile)(void *, const void *, int64_t, int64_t, int64_t, int64_t) = es == 1   ? tile_1
-                                                                             : es == 2 ? tile_2
-                                                                             : es == 4 ? tile_4
-                                                                                       : tile_8;
+                            const int64_t *ds, const int64_t *ss, int p, const at_kernel_ctx *k) {
     int od[AT_MAX_RANK], m = 0;
     for (int d = 0; d < r - 1; d++)
         if (d != p) od[m++] = d;
     int64_t outer = 1;
-    for (int k = 0; k < m; k++) outer *= dims[od[k]];
-    int64_t I = dims[p], J = dims[r - 1], ti = (I + TB - 1) / TB, tj = (J + TB - 1) / TB;
-    int64_t units = outer * ti * tj;
-    bool par = outer * I * J > PAR_MIN && units > 1;
-    char *op = out;
-    const char *xp = in;
-#pragma omp parallel for num_threads(threads) if (par) schedule(static)
-    for (int64_t u = 0; u < units; u++) {
-        int64_t rest = u / (ti * tj), i0 = (u / tj) % ti * TB, j0 = u % tj * TB;
-        int64_t doff = i0 * ds[p] + j0, soff = i0 + j0 * ss[r - 1];
-        for (int k = m - 1; k >= 0; k--) {
-            int64_t i = rest % dims[od[k]];
-            rest /= dims[od[k]];
-            doff += i * ds[od[k]];
-            soff += i * ss[od[k]];
-        }
-        tile(op + (ptrdiff_t)doff * (ptrdiff_t)es, xp + (ptrdiff_t)soff * (ptrdiff_t)es, ds[p],
-             ss[r - 1], I - i0 < TB ? I - i0 : TB, J - j0 < TB ? J - j0 : TB);
-    }
+    for (int i = 0; i < m; i++) outer *= dims[od[i]];
+    int64_t I = dims[p], J = dims[r - 1];
+    tile_job j = {out,
+                  in,
+                  es,
+                  es == 1   ? tile_1
+                  : es == 2 ? tile_2
+                  : es == 4 ? tile_4
+                            : tile_8,
+                  dims,
+                  ds,
+                  ss,
+                  od,
+                  m,
+                  p,
+                  r,
+                  I,
+                  J,
+                  (I + TB - 1) / TB,
+                  (J + TB - 1) / TB};
+    at_par_range(k, outer * j.ti * j.tj, PAR_GRAIN / (TB * TB) + 1, 1, tile_units, &j);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -433,9 +481,9 @@ static at_status transpose_cpu(at_kernel_ctx *k) {
         if (ss[d] == 1) p = d;
     bool es_ok = es == 1 || es == 2 || es == 4 || es == 8;
     if (p >= 0 && es_ok)
-        transpose_tiled(y->data, x->data, es, n, dims, ds, ss, p, nthreads(k));
+        transpose_tiled(y->data, x->data, es, n, dims, ds, ss, p, k);
     else
-        strided_copy(y->data, x->data, es, n, dims, ds, ss, nthreads(k));
+        strided_copy(y->data, x->data, es, n, dims, ds, ss, k);
     return AT_OK;
 }
 
@@ -659,31 +707,57 @@ static at_status concat_infer(at_infer_ctx *c) {
     return AT_OK;
 }
 
-static at_status concat_cpu(at_kernel_ctx *k) {
-    at_tensor *y = &k->out[0];
-    int r = y->shape.rank;
+/* Concat and Split: unit u copies part u % n of outer row u / n between the joined tensor
+ * (rows of `row` elements) and the parts. */
+typedef struct {
+    const at_kernel_ctx *k;
+    int axis, n;
+    bool split;
+    int64_t inner, row;
+    size_t es;
+} join_job;
+
+static void join_units(void *arg, int64_t lo, int64_t hi) {
+    const join_job *j = arg;
+    const at_tensor *parts = j->split ? j->k->out : j->k->in;
+    char *whole = j->split ? j->k->in[0].data : j->k->out[0].data;
+    for (int64_t u = lo; u < hi; u++) {
+        int64_t o = u / j->n;
+        int i = (int)(u % j->n);
+        int64_t off = 0;
+        for (int q = 0; q < i; q++) off += parts[q].shape.dim[j->axis] * j->inner;
+        int64_t len = parts[i].shape.dim[j->axis] * j->inner;
+        if (!len) continue;
+        char *w = whole + (size_t)(o * j->row + off) * j->es;
+        char *pt = (char *)parts[i].data + (size_t)(o * len) * j->es;
+        if (j->split)
+            memcpy(pt, w, (size_t)len * j->es);
+        else
+            memcpy(w, pt, (size_t)len * j->es);
+    }
+}
+
+static at_status join_cpu(at_kernel_ctx *k, bool split) {
+    const at_tensor *w = split ? &k->in[0] : &k->out[0];
+    int r = w->shape.rank;
     int axis = at_norm_axis(at_attr_int(k->node, "axis", 0), r);
     if (axis < 0) return at_kernel_fail(k, AT_E_SHAPE, "axis out of range");
-    size_t es = at_dtype_size(y->dtype);
-    int64_t outer = prod_range(y->shape.dim, 0, axis);
-    int64_t inner = prod_range(y->shape.dim, axis + 1, r);
-    int64_t orow = y->shape.dim[axis] * inner;
-    int n = k->n_in;
-    int64_t units = outer * n;
-    char *yp = y->data;
-#pragma omp parallel for num_threads(nthreads(k)) if (outer * orow > PAR_MIN && units > 1)         \
-    schedule(static)
-    for (int64_t u = 0; u < units; u++) {
-        int64_t o = u / n;
-        int i = (int)(u % n);
-        int64_t off = 0;
-        for (int j = 0; j < i; j++) off += k->in[j].shape.dim[axis] * inner;
-        int64_t len = k->in[i].shape.dim[axis] * inner;
-        if (len)
-            memcpy(yp + (size_t)(o * orow + off) * es,
-                   (const char *)k->in[i].data + (size_t)(o * len) * es, (size_t)len * es);
-    }
+    join_job j = {k,
+                  axis,
+                  split ? k->n_out : k->n_in,
+                  split,
+                  prod_range(w->shape.dim, axis + 1, r),
+                  0,
+                  at_dtype_size(w->dtype)};
+    j.row = w->shape.dim[axis] * j.inner;
+    int64_t outer = prod_range(w->shape.dim, 0, axis), units = outer * j.n;
+    int64_t per_unit = j.row / j.n + 1;
+    at_par_range(k, units, PAR_GRAIN / per_unit + 1, 1, join_units, &j);
     return AT_OK;
+}
+
+static at_status concat_cpu(at_kernel_ctx *k) {
+    return join_cpu(k, false);
 }
 
 static at_val split_node(at_graph *g, at_val x, at_val sizes, int axis, int n, at_val *outs) {
@@ -819,30 +893,7 @@ static at_status split_infer(at_infer_ctx *c) {
 }
 
 static at_status split_cpu(at_kernel_ctx *k) {
-    const at_tensor *x = &k->in[0];
-    int r = x->shape.rank;
-    int axis = at_norm_axis(at_attr_int(k->node, "axis", 0), r);
-    if (axis < 0) return at_kernel_fail(k, AT_E_SHAPE, "axis out of range");
-    size_t es = at_dtype_size(x->dtype);
-    int64_t outer = prod_range(x->shape.dim, 0, axis);
-    int64_t inner = prod_range(x->shape.dim, axis + 1, r);
-    int64_t irow = x->shape.dim[axis] * inner;
-    int n = k->n_out;
-    int64_t units = outer * n;
-    const char *xp = x->data;
-#pragma omp parallel for num_threads(nthreads(k)) if (outer * irow > PAR_MIN && units > 1)         \
-    schedule(static)
-    for (int64_t u = 0; u < units; u++) {
-        int64_t o = u / n;
-        int j = (int)(u % n);
-        int64_t off = 0;
-        for (int i = 0; i < j; i++) off += k->out[i].shape.dim[axis] * inner;
-        int64_t len = k->out[j].shape.dim[axis] * inner;
-        if (len)
-            memcpy((char *)k->out[j].data + (size_t)(o * len) * es,
-                   xp + (size_t)(o * irow + off) * es, (size_t)len * es);
-    }
-    return AT_OK;
+    return join_cpu(k, true);
 }
 
 /* Concat of the outputs' gradients; an output without one contributes zeros. */
@@ -1078,8 +1129,7 @@ static at_status slice_cpu(at_kernel_ctx *k) {
     contiguous_strides(r, len, ds);
     int64_t base = 0;
     for (int d = 0; d < r; d++) base += first[d] * xst[d], ss[d] = step[d] * xst[d];
-    strided_copy(y->data, (const char *)x->data + (size_t)base * es, es, r, len, ds, ss,
-                 nthreads(k));
+    strided_copy(y->data, (const char *)x->data + (size_t)base * es, es, r, len, ds, ss, k);
     return AT_OK;
 }
 
@@ -1172,20 +1222,14 @@ static at_status slice_grad_cpu(at_kernel_ctx *k) {
     size_t es = at_dtype_size(dx->dtype);
     size_t bytes = at_tensor_nbytes(dx);
     char *dp = dx->data;
-    int nt = nthreads(k);
-    /* zero-fill in parallel slabs: it is most of the traffic for small slices */
-    int64_t slabs = (int64_t)(bytes / (1 << 16)) + 1;
-#pragma omp parallel for num_threads(nt) if (slabs > 1) schedule(static)
-    for (int64_t s = 0; s < slabs; s++) {
-        size_t b0 = bytes * (size_t)s / (size_t)slabs, b1 = bytes * (size_t)(s + 1) / (size_t)slabs;
-        memset(dp + b0, 0, b1 - b0);
-    }
+    /* zero-fill in parallel: it is most of the traffic for small slices */
+    at_par_range(k, (int64_t)bytes, 1 << 16, 64, zero_bytes, dp);
     if (shape_numel(&dy->shape) == 0) return AT_OK;
     contiguous_strides(r, dx->shape.dim, xst);
     contiguous_strides(r, len, ss);
     int64_t base = 0;
     for (int d = 0; d < r; d++) base += first[d] * xst[d], ds[d] = step[d] * xst[d];
-    strided_copy(dp + (size_t)base * es, dy->data, es, r, len, ds, ss, nt);
+    strided_copy(dp + (size_t)base * es, dy->data, es, r, len, ds, ss, k);
     return AT_OK;
 }
 
@@ -1418,7 +1462,7 @@ static at_status expand_cpu(at_kernel_ctx *k) {
     }
     contiguous_strides(r, y->shape.dim, ds);
     if (shape_numel(&y->shape) == 0) return AT_OK;
-    strided_copy(y->data, x->data, at_dtype_size(x->dtype), r, y->shape.dim, ds, ss, nthreads(k));
+    strided_copy(y->data, x->data, at_dtype_size(x->dtype), r, y->shape.dim, ds, ss, k);
     return AT_OK;
 }
 

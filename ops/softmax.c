@@ -7,18 +7,14 @@
  * unit-stride inner loops. Each row is handled by one thread, so results do not depend on the
  * thread count. */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "ops/lanes.h"
 #include "ops/op.h"
+#include "ops/parallel.h"
 #include "runtime/cpu/vec.h"
 
 #define SM_BLK 64
-
-static int nthreads(const at_kernel_ctx *k) {
-    return k->threads > 0 ? k->threads : omp_get_max_threads();
-}
 
 typedef struct sm_dims {
     int64_t outer, C, inner;
@@ -104,38 +100,6 @@ static void softmax_block(const float *x, float *y, int64_t C, int64_t stride, i
     }
 }
 
-static at_status softmax_cpu_common(at_kernel_ctx *k, bool logsm) {
-    sm_dims d;
-    at_status st = sm_dims_of(k, &k->in[0].shape, &d);
-    if (st) return st;
-    const float *x = AT_F32P(&k->in[0]);
-    float *y = AT_F32P(&k->out[0]);
-    int nt = nthreads(k);
-    int64_t n = d.outer * d.C * d.inner;
-    if (n == 0) return AT_OK;
-    if (d.inner == 1) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (n > 16384)
-        for (int64_t o = 0; o < d.outer; o++) softmax_row(x + o * d.C, y + o * d.C, d.C, logsm);
-    } else {
-        int64_t nb = (d.inner + SM_BLK - 1) / SM_BLK;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n > 16384)
-        for (int64_t t = 0; t < d.outer * nb; t++) {
-            int64_t o = t / nb, i0 = (t % nb) * SM_BLK;
-            int64_t w = d.inner - i0 < SM_BLK ? d.inner - i0 : SM_BLK;
-            int64_t off = o * d.C * d.inner + i0;
-            softmax_block(x + off, y + off, d.C, d.inner, w, logsm);
-        }
-    }
-    return AT_OK;
-}
-
-static at_status softmax_cpu(at_kernel_ctx *k) {
-    return softmax_cpu_common(k, false);
-}
-static at_status log_softmax_cpu(at_kernel_ctx *k) {
-    return softmax_cpu_common(k, true);
-}
-
 /* ---- backward ---- */
 
 static void smgrad_row(const float *dy, const float *y, float *dx, int64_t C, bool logsm) {
@@ -177,29 +141,67 @@ static void smgrad_block(const float *dy, const float *y, float *dx, int64_t C, 
     }
 }
 
+/* Softmax and its gradient over rows (inner == 1) or blocks of SM_BLK columns: units [lo, hi)
+ * of either. */
+typedef struct {
+    sm_dims d;
+    const float *x, *dy; /* dy: the gradient's, else NULL */
+    float *y;
+    int64_t nb; /* column blocks a row (inner > 1) */
+    bool logsm;
+} sm_job;
+
+static void sm_units(void *arg, int64_t lo, int64_t hi) {
+    const sm_job *j = arg;
+    const int64_t C = j->d.C, inner = j->d.inner;
+    for (int64_t t = lo; t < hi; t++) {
+        if (inner == 1) {
+            if (j->dy)
+                smgrad_row(j->dy + t * C, j->x + t * C, j->y + t * C, C, j->logsm);
+            else
+                softmax_row(j->x + t * C, j->y + t * C, C, j->logsm);
+            continue;
+        }
+        int64_t o = t / j->nb, i0 = (t % j->nb) * SM_BLK;
+        int64_t w = inner - i0 < SM_BLK ? inner - i0 : SM_BLK;
+        int64_t off = o * C * inner + i0;
+        if (j->dy)
+            smgrad_block(j->dy + off, j->x + off, j->y + off, C, inner, w, j->logsm);
+        else
+            softmax_block(j->x + off, j->y + off, C, inner, w, j->logsm);
+    }
+}
+
+/* dy NULL: y = softmax(x); else y = the gradient dx from dy and x = the forward's output. */
+static void sm_run(at_kernel_ctx *k, const sm_dims *d, const float *x, const float *dy, float *y,
+                   bool logsm) {
+    int64_t n = d->outer * d->C * d->inner;
+    if (n == 0) return;
+    sm_job j = {*d, x, dy, y, (d->inner + SM_BLK - 1) / SM_BLK, logsm};
+    int64_t units = d->inner == 1 ? d->outer : d->outer * j.nb;
+    int64_t per_unit = d->inner == 1 ? d->C : d->C * SM_BLK;
+    at_par_range(k, units, 8192 / per_unit + 1, 1, sm_units, &j);
+}
+
+static at_status softmax_cpu_common(at_kernel_ctx *k, bool logsm) {
+    sm_dims d;
+    at_status st = sm_dims_of(k, &k->in[0].shape, &d);
+    if (st) return st;
+    sm_run(k, &d, AT_F32P(&k->in[0]), NULL, AT_F32P(&k->out[0]), logsm);
+    return AT_OK;
+}
+static at_status softmax_cpu(at_kernel_ctx *k) {
+    return softmax_cpu_common(k, false);
+}
+static at_status log_softmax_cpu(at_kernel_ctx *k) {
+    return softmax_cpu_common(k, true);
+}
+
 static at_status smgrad_cpu_common(at_kernel_ctx *k, bool logsm) {
     sm_dims d;
     at_status st = sm_dims_of(k, &k->in[1].shape, &d);
     if (st) return st;
-    const float *dy = AT_F32P(&k->in[0]), *y = AT_F32P(&k->in[1]);
-    float *dx = AT_F32P(&k->out[0]);
-    int nt = nthreads(k);
-    int64_t n = d.outer * d.C * d.inner;
-    if (n == 0) return AT_OK;
-    if (d.inner == 1) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (n > 16384)
-        for (int64_t o = 0; o < d.outer; o++)
-            smgrad_row(dy + o * d.C, y + o * d.C, dx + o * d.C, d.C, logsm);
-    } else {
-        int64_t nb = (d.inner + SM_BLK - 1) / SM_BLK;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n > 16384)
-        for (int64_t t = 0; t < d.outer * nb; t++) {
-            int64_t o = t / nb, i0 = (t % nb) * SM_BLK;
-            int64_t w = d.inner - i0 < SM_BLK ? d.inner - i0 : SM_BLK;
-            int64_t off = o * d.C * d.inner + i0;
-            smgrad_block(dy + off, y + off, dx + off, d.C, d.inner, w, logsm);
-        }
-    }
+    sm_run(k, &d, AT_F32P(&k->in[1]), AT_F32P(&k->in[0]), AT_F32P(&k->out[0]), logsm);
     return AT_OK;
 }
 
