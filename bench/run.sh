@@ -121,9 +121,16 @@ if [ $QUICK = 0 ]; then
     done
 fi
 
-# 3: GEMM at the model's shapes (a Markdown table).
-log "gemm"
-"$BUILD/bench_gemm" "$THREADS" >"$BUILD/gemm.md"
+# 3: GEMM at the model's shapes: each side in a process of its own, alternately (bench/gemm.c
+# says why), one JSON line a shape.
+for r in $(seq "$ROUNDS"); do
+    for side in attune openblas; do
+        log "gemm round $r $side"
+        "$BUILD/bench_gemm" "$THREADS" $side | while read -r line; do
+            printf '{"section":"gemm","round":%s,%s\n' "$r" "${line#\{}" >>"$RES"
+        done
+    done
+done
 
 # 5: scaling.
 if [ $SCALING = 1 ]; then
@@ -147,7 +154,7 @@ fi
 
 meta kind end date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 log "writing bench/RESULTS.md and bench/scaling.svg"
-"$ORT_PYTHON" "$ROOT/bench/report.py" --results "$RES" --gemm "$BUILD/gemm.md" \
+"$ORT_PYTHON" "$ROOT/bench/report.py" --results "$RES" \
     --out "$ROOT/bench/RESULTS.md" --svg "$ROOT/bench/scaling.svg" \
     --command "bench/run.sh $*"
 log "done"
