@@ -77,8 +77,9 @@ static int run_case(const shape_case *sc, int threads, side_t side, double *ma, 
         fprintf(stderr, "bench_gemm: %s\n", err.msg);
         goto done;
     }
-    /* the session sets OpenBLAS's thread count: direct calls get `threads` again */
-    openblas_set_num_threads(threads);
+    /* the session set OpenBLAS to one thread (its pool splits GEMMs): direct calls get
+     * `threads` again; with both sides in one process attune's calls then go to OpenBLAS whole */
+    if (side != SIDE_ATTUNE) openblas_set_num_threads(threads);
     at_feed f[2] = {{a, {AT_F32, sa, A}}, {b, {AT_F32, sb, Bm}}};
     double ta[REPS], tb[REPS];
     at_tensor out;

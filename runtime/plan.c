@@ -23,6 +23,7 @@ void at_plan_free(at_plan *p) {
         free(p->steps[s].packed);
         free(p->steps[s].bias);
     }
+    free(p->writes);
     free(p->key);
     free(p->sym_val);
     free(p->steps);
@@ -552,7 +553,7 @@ static int cmp_val(const void *a, const void *b) {
 static at_status pick_fusions(builder *b, const at_val *want, int n_want) {
     const at_graph *g = b->g;
     at_plan *p = b->p;
-    bool *w = at_plan_written_in_place(g);
+    bool *w = at_plan_written_in_place(g, b->order, b->n_order);
     int *readers = calloc((size_t)g->n_vals + 1, sizeof(int)), *reader = NULL;
     b->fuse_in = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
     reader = malloc(sizeof(int) * ((size_t)g->n_vals + 1));

@@ -21,6 +21,13 @@ typedef struct at_plan_step {
     int64_t ws_off;          /* arena offset of the workspace, or -1 */
     size_t ws_size;
     float *packed; /* plan-owned packed copy of the weight input 1 (at_plan_pack), or NULL */
+    /* what packed was made from (the weight's graph value, K, N, transposed), so the session can
+     * make it again when another plan updated the weight (pack_ver: the session's write count
+     * of that value when it was made; bias_ver: the same for the fused bias) */
+    at_val pack_src;
+    int64_t pack_k, pack_n;
+    bool pack_trans;
+    uint64_t pack_ver, bias_ver;
     /* Bias fusion (CPU): a packed MatMul whose only reader is Add(y, b) of a [N] constant adds
      * b itself (bias_val; bias: at_plan_pack's copy padded to whole panels) into its output,
      * which the Add's output shares; the Add's step (skip_step) is then skipped. */
@@ -52,7 +59,9 @@ typedef struct at_plan {
     size_t arena_bytes;  /* arena this plan needs */
     size_t values_bytes; /* what the arena values would need without reuse */
     int n_packed;        /* steps with a packed weight */
-    int n_fused;         /* bias Adds done by their MatMul */
+    at_val *writes;      /* graph values this plan's steps update in place (at_plan_pack) */
+    int n_writes;
+    int n_fused; /* bias Adds done by their MatMul */
     size_t packed_bytes;
 } at_plan;
 
@@ -64,17 +73,23 @@ at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, con
                        int n_want, int threads, bool no_reuse, bool cpu_pack, at_err *err);
 void at_plan_free(at_plan *p);
 
-/* CPU only: packs, once for this plan, the 2-D weight of each MatMul and Gemm step that
- * multiplies a few rows (at most AT_PACK_MAX_ROWS) by an initializer no node of the graph
- * updates in place (runtime/cpu/gemm_packed.h); the kernels then read the packed copy. A no-op
- * on CPUs without a packed kernel. AT_E_NOMEM on failure (the plan stays usable unpacked). */
+/* CPU only: packs, for this plan, the 2-D weight of each MatMul and Gemm step that multiplies a
+ * few rows (at most AT_PACK_MAX_ROWS) by an initializer no node of the graph updates in place,
+ * or with `trained` no step of the plan (runtime/cpu/gemm_packed.h); the kernels then read the
+ * packed copy. Other plans (a training step) may then update the weight: the session makes the
+ * copy again before this plan's next run (at_plan_repack, the pack_* fields). Also lists the values
+ * the plan itself updates (writes). A no-op on CPUs without a packed kernel. AT_E_NOMEM on failure
+ * (the plan stays usable unpacked). */
 #define AT_PACK_MAX_ROWS 64
-at_status at_plan_pack(const at_graph *g, at_plan *p, at_err *err);
+at_status at_plan_pack(const at_graph *g, at_plan *p, bool trained, at_err *err);
 
-/* For at_plan_build (runtime/plan_pack.c): values some node updates in place (calloc'd, the
- * caller frees; NULL when out of memory), and whether node n's weight input 1 would be packed
- * in plan p (shapes and locations known), with its K, N and transposition. */
-bool *at_plan_written_in_place(const at_graph *g);
+/* Makes step s's packed weight (and padded bias) again from the graph's current values. */
+void at_plan_repack(const at_graph *g, at_plan *p, int s);
+
+/* For at_plan_build (runtime/plan_pack.c): values that the nodes[n] update in place (calloc'd,
+ * the caller frees; NULL when out of memory), and whether node n's weight input 1 would be
+ * packed in plan p (shapes and locations known), with its K, N and transposition. */
+bool *at_plan_written_in_place(const at_graph *g, const int *nodes, int n);
 bool at_plan_packable(const at_graph *g, const at_plan *p, const at_node_rec *n, const bool *w,
                       int64_t *K, int64_t *N, bool *trans);
 

@@ -1,6 +1,7 @@
 /* Packed weights for a plan (plan.h, at_plan_pack): which MatMul and Gemm steps get one, and
- * making it, with the padded biases of the fused bias Adds. A weight qualifies when nothing in the
- * graph writes it in place, so the copy stays equal to it for the plan's life; writes from outside
+ * making it, with the padded biases of the fused bias Adds. A weight qualifies when no step of
+ * the plan writes it in place, so the copy stays equal to it during a run; the session makes it
+ * again when another plan of it updated the weight (at_plan_repack); writes from outside
  * (through at_value_data) are the caller's to announce (at_session_invalidate). */
 #include <stdlib.h>
 #include <string.h>
@@ -9,11 +10,11 @@
 #include "runtime/plan.h"
 
 /* Values some node's output aliases (optimizer updates): their buffers change between runs. */
-bool *at_plan_written_in_place(const at_graph *g) {
+bool *at_plan_written_in_place(const at_graph *g, const int *nodes, int count) {
     bool *w = calloc((size_t)g->n_vals + 1, 1);
     if (!w) return NULL;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const at_node_rec *n = &g->nodes[i];
+    for (int i = 0; i < count; i++) {
+        const at_node_rec *n = &g->nodes[nodes[i]];
         const at_op_def *def = at_op_table[n->op];
         for (int j = 0; def->alias && j < n->n_out; j++) {
             int k = def->alias(n, j);
@@ -51,24 +52,52 @@ bool at_plan_packable(const at_graph *g, const at_plan *p, const at_node_rec *n,
 }
 
 /* Step s's fused bias (at_plan_build chose it) as a plan-owned copy padded to whole panels. */
-static at_status pad_bias(const at_graph *g, at_plan *p, int s, int64_t N, at_err *err) {
+static at_status pad_bias(at_plan *p, int s, int64_t N, at_err *err) {
     int nr = at_gemm_pack_nr();
     size_t n = (size_t)((N + nr - 1) / nr * nr);
     float *d = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
     if (!d) return at_err_set(err, AT_E_NOMEM, "out of memory packing a bias");
     memset(d, 0, n * sizeof(float));
-    memcpy(d, g->vals[p->steps[s].bias_val].data, (size_t)N * sizeof(float));
     p->steps[s].bias = d;
     return AT_OK;
 }
 
-at_status at_plan_pack(const at_graph *g, at_plan *p, at_err *err) {
+void at_plan_repack(const at_graph *g, at_plan *p, int s) {
+    at_plan_step *ps = &p->steps[s];
+    at_gemm_pack(g->vals[ps->pack_src].data, ps->pack_k, ps->pack_n, ps->pack_trans, ps->packed);
+    if (ps->bias) memcpy(ps->bias, g->vals[ps->bias_val].data, (size_t)ps->pack_n * sizeof(float));
+}
+
+/* The values the plan's steps update (w) as a list. */
+static at_status list_writes(const at_graph *g, at_plan *p, const bool *w, at_err *err) {
+    int n = 0;
+    for (at_val v = 0; v < g->n_vals; v++) n += w[v];
+    p->writes = malloc(sizeof(at_val) * (size_t)(n + 1));
+    if (!p->writes) return at_err_set(err, AT_E_NOMEM, "out of memory planning");
+    for (at_val v = 0; v < g->n_vals; v++)
+        if (w[v]) p->writes[p->n_writes++] = v;
+    return AT_OK;
+}
+
+/* Values the plan's steps update in place (or, all, every node's). */
+static bool *written(const at_graph *g, const at_plan *p, bool all) {
+    int n = all ? g->n_nodes : p->n_steps;
+    int *nodes = malloc(sizeof(int) * ((size_t)n + 1));
+    if (!nodes) return NULL;
+    for (int i = 0; i < n; i++) nodes[i] = all ? i : p->steps[i].node;
+    bool *w = at_plan_written_in_place(g, nodes, n);
+    free(nodes);
+    return w;
+}
+
+at_status at_plan_pack(const at_graph *g, at_plan *p, bool trained, at_err *err) {
     if (!at_gemm_pack_nr()) return AT_OK;
-    bool *w = at_plan_written_in_place(g);
-    if (!w) return at_err_set(err, AT_E_NOMEM, "out of memory packing weights");
-    at_status st = AT_OK;
+    bool *own = written(g, p, false), *w = trained ? own : written(g, p, true);
+    at_status st = own && w ? list_writes(g, p, own, err)
+                            : at_err_set(err, AT_E_NOMEM, "out of memory packing weights");
     for (int s = 0; s < p->n_steps && st == AT_OK; s++) {
-        const at_node_rec *n = &g->nodes[p->steps[s].node];
+        at_plan_step *ps = &p->steps[s];
+        const at_node_rec *n = &g->nodes[ps->node];
         int64_t K, N;
         bool trans;
         if (!at_plan_packable(g, p, n, w, &K, &N, &trans)) continue;
@@ -78,13 +107,16 @@ at_status at_plan_pack(const at_graph *g, at_plan *p, at_err *err) {
             st = at_err_set(err, AT_E_NOMEM, "out of memory packing the weight of '%s'", n->name);
             break;
         }
-        at_gemm_pack(g->vals[graph_root(p, n->in[1])].data, K, N, trans, d);
-        p->steps[s].packed = d;
+        ps->packed = d;
+        ps->pack_src = graph_root(p, n->in[1]);
+        ps->pack_k = K, ps->pack_n = N, ps->pack_trans = trans;
         p->n_packed++;
         p->packed_bytes += bytes;
-        if (p->steps[s].bias_val != AT_NONE) st = pad_bias(g, p, s, N, err);
+        if (ps->bias_val != AT_NONE) st = pad_bias(p, s, N, err);
+        if (st == AT_OK) at_plan_repack(g, p, s);
     }
-    free(w);
+    if (w != own) free(w);
+    free(own);
     /* A fusion whose MatMul was not packed after all: its Add runs (in place, same buffer) */
     for (int s = 0; s < p->n_steps; s++)
         if (p->steps[s].bias_val != AT_NONE && !p->steps[s].bias) {

@@ -17,7 +17,6 @@
 #include "runtime/plan.h"
 
 extern void openblas_set_num_threads(int);
-extern int openblas_get_num_threads(void);
 
 typedef struct dev_side dev_side;
 
@@ -39,6 +38,8 @@ struct at_session {
     int syms_cap;
     at_session_stats stats;
     at_pool *pool; /* helpers for the kernels of CPU runs (threads > 1; made with the first plan) */
+    uint64_t *wver; /* CPU: per graph value, the runs of plans that update it in place */
+    int wver_cap;
     at_profile_entry *prof; /* per node when opts.profile (node and op_type filled on read) */
     int prof_cap;
     char err[1024];
@@ -95,7 +96,9 @@ at_session *at_session_new(at_graph *g, const at_session_opts *opts, at_err *err
     s->g = g;
     s->o = o;
     if (s->o.threads <= 0) s->o.threads = omp_get_max_threads();
-    openblas_set_num_threads(s->o.threads);
+    /* Kernels split their GEMMs themselves (the session's pool, ops/matmul.c's at_sgemm):
+     * OpenBLAS's own workers would only spin beside the pool's helpers. */
+    openblas_set_num_threads(1);
     s->graph_version = g->version;
     if (o.device == AT_DEVICE_CUDA && dev_open(s, err) != AT_OK) {
         free(s);
@@ -111,6 +114,7 @@ void at_session_free(at_session *s) {
     free(s->plans);
     free(s->arena);
     free(s->ptr);
+    free(s->wver);
     free(s->want);
     free(s->syms);
     free(s->prof);
@@ -196,6 +200,14 @@ static int grow(void **p, int *cap, int need, size_t elem) {
     return 0;
 }
 
+/* grow, with the new elements zeroed. */
+static int grow_zeroed(void **p, int *cap, int need, size_t elem) {
+    int old = *cap;
+    if (grow(p, cap, need, elem)) return -1;
+    if (*cap > old) memset((char *)*p + (size_t)old * elem, 0, (size_t)(*cap - old) * elem);
+    return 0;
+}
+
 /* Checks feeds against the graph and binds symbols into s->syms. */
 static at_status bind_feeds(at_session *s, const at_feed *feeds, int n_feeds) {
     const at_graph *g = s->g;
@@ -277,13 +289,27 @@ static at_status check_finite(at_session *s, const at_node_rec *n, const at_tens
 
 static at_status execute(at_session *s, at_plan *p);
 
-/* The pool splits GEMMs itself, so OpenBLAS runs single-threaded for the run (its own workers
- * would spin beside the pool's); the caller's setting is back when the run returns. */
+/* Packed weights (and fused biases) that another plan updated since they were made are made
+ * again; the counts are the runs of plans that write each value (stamp: at plan time). */
+static void refresh_packed(at_session *s, at_plan *p, bool stamp) {
+    for (int i = 0; i < p->n_steps && p->n_packed; i++) {
+        at_plan_step *ps = &p->steps[i];
+        if (!ps->packed) continue;
+        uint64_t wv = s->wver[ps->pack_src];
+        uint64_t bv = ps->bias ? s->wver[ps->bias_val] : 0;
+        if (!stamp && (wv != ps->pack_ver || bv != ps->bias_ver)) {
+            at_plan_repack(s->g, p, i);
+            s->stats.repacks++;
+        }
+        ps->pack_ver = wv, ps->bias_ver = bv;
+    }
+}
+
 static at_status run_cpu(at_session *s, at_plan *p) {
-    int blas = s->pool ? openblas_get_num_threads() : 1;
-    if (blas != 1) openblas_set_num_threads(1);
+    refresh_packed(s, p, false);
     at_status st = execute(s, p);
-    if (blas != 1) openblas_set_num_threads(blas);
+    /* counted even after a failed run: some updates may have been written */
+    for (int i = 0; i < p->n_writes; i++) s->wver[p->writes[i]]++;
     return st;
 }
 
@@ -366,10 +392,16 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
         p = at_plan_build(g, feeds, n_feeds, s->want, n_want, s->o.threads, s->o.no_reuse,
                           !s->dev && at_gemm_pack_nr() > 0, &e);
         if (!p) return sfail(s, e.code, "%s", e.msg);
-        if (!s->dev && at_plan_pack(g, p, &e) != AT_OK) {
+        if (!s->dev && at_plan_pack(g, p, s->o.pack_trained, &e) != AT_OK) {
             at_plan_free(p);
             return sfail(s, e.code, "%s", e.msg);
         }
+        if (!s->dev &&
+            grow_zeroed((void **)&s->wver, &s->wver_cap, g->n_vals + 1, sizeof(uint64_t))) {
+            at_plan_free(p);
+            return sfail(s, AT_E_NOMEM, "out of memory");
+        }
+        if (!s->dev) refresh_packed(s, p, true);
         /* NULL when threads cannot start: kernels then use OpenMP teams as without a pool */
         if (!s->dev && s->o.threads > 1 && !s->pool) s->pool = at_pool_new(s->o.threads - 1);
         if (s->dev && (st = dev_check_plan(s, p)) != AT_OK) {

@@ -1,9 +1,10 @@
 /* The packed-weight GEMM (runtime/cpu/gemm_packed.h) against a double-precision reference over
  * edge sizes (rows not a multiple of the tile, columns not a multiple of the panel, K = 1),
  * transposed weights, alpha, accumulate, strides and threads; then the session side: which
- * weights a plan packs (inference weights yes, weights an optimizer updates no), that packed
- * runs give the reference's results, and that at_session_invalidate picks up a weight written
- * through at_value_data. Skips (77) on CPUs without a packed kernel. */
+ * weights a plan packs (inference weights yes, weights an optimizer updates no, unless
+ * opts.pack_trained, and then made again after each update), that packed runs give the
+ * reference's results, and that at_session_invalidate picks up a weight written through
+ * at_value_data. Skips (77) on CPUs without a packed kernel. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -311,6 +312,57 @@ static void training_case(void) {
     at_graph_free(g);
 }
 
+/* opts.pack_trained: a training graph's inference plan (fetch y only) packs the trained weight
+ * and its bias (fused), and after every training step the next prediction uses the updated
+ * values (the copies are made again: stats.repacks); without the option nothing is packed. */
+static void trained_case(void) {
+    enum { T = 4, K = 16, N = 40 };
+    for (int on = 0; on < 2; on++) {
+        at_graph *g = at_graph_new();
+        at_val x = at_input(g, "x", AT_F32, AT_SHAPE(T, K));
+        at_val W = at_param(g, "W", AT_F32, AT_SHAPE(K, N), 0);
+        at_val b = at_param(g, "b", AT_F32, AT_SHAPE(N), 0);
+        float *w = at_value_data(g, W), *bv = at_value_data(g, b);
+        for (int i = 0; i < K * N; i++) w[i] = frand();
+        for (int i = 0; i < N; i++) bv[i] = frand();
+        at_val y = at_add(g, at_matmul(g, x, W), b);
+        at_val loss = at_reduce_sum(g, at_mul(g, y, y), 0, NULL, 0);
+        at_val params[2] = {W, b}, grads[2], upd[2], lr = at_const_f32(g, 0.01f);
+        CHECK_OK(at_backward(g, loss, params, 2, grads));
+        CHECK_OK(at_sgd(g, 2, params, grads, lr, 0.0f, 0.0f, upd));
+        float xs[T * K];
+        for (int i = 0; i < T * K; i++) xs[i] = frand();
+        at_session_opts o = at_session_defaults();
+        o.threads = 1;
+        o.pack_trained = on;
+        at_err e = {0};
+        at_session *s = at_session_new(g, &o, &e);
+        CHECK(s != NULL, "session: %s", e.msg);
+        at_feed f = {x, {AT_F32, AT_SHAPE(T, K), xs}};
+        at_tensor out;
+        double r[T * N];
+        for (int it = 0; it < 4 && s; it++) {
+            CHECK_OK(at_session_run(s, &f, 1, &y, 1, &out, NULL, 0));
+            at_session_stats st = at_session_get_stats(s);
+            CHECK(st.packed_weights == on, "pack_trained %d: %d weights packed", on,
+                  st.packed_weights);
+            CHECK(st.fused_bias == on, "pack_trained %d: %d biases fused", on, st.fused_bias);
+            CHECK(st.repacks == (on ? it : 0), "pack_trained %d, run %d: %d repacks", on, it,
+                  st.repacks);
+            ref(T, N, K, 1.0f, xs, K, w, false, NULL, 0, r);
+            int64_t bad = 0;
+            for (int t = 0; t < T; t++)
+                for (int j = 0; j < N; j++)
+                    bad += fabs(((float *)out.data)[t * N + j] - (r[t * N + j] + bv[j])) > 1e-4;
+            CHECK(bad == 0, "pack_trained %d, run %d: %lld outputs do not use the current weights",
+                  on, it, (long long)bad);
+            CHECK_OK(at_session_run(s, &f, 1, NULL, 0, NULL, upd, 2)); /* a training step */
+        }
+        at_session_free(s);
+        at_graph_free(g);
+    }
+}
+
 int main(void) {
     if (!at_gemm_pack_nr()) {
         printf("test_gemm_packed: skipped: this CPU has neither AVX-512 nor AVX2 + FMA\n");
@@ -321,5 +373,6 @@ int main(void) {
     fused_case();
     pooled_case();
     training_case();
+    trained_case();
     return check_done("test_gemm_packed");
 }

@@ -223,8 +223,9 @@ int cli_load_model(const char *cmd, const char *path, at_checkpoint_info *ckpt_i
  * dtype and shape agree is copied over (the rest starts fresh: D when a model file had none).
  * CLI_CONTINUE or the exit code. */
 int cli_model_reconfigure(const char *cmd, at_nlu_model **m, const at_nlu_config *cfg);
-/* The model's session on device ("cpu" or "cuda") with threads, seed and CLI_SESSION_* flags. */
-enum { CLI_SESSION_CHECK_FINITE = 1, CLI_SESSION_PROFILE = 2 };
+/* The model's session on device ("cpu" or "cuda") with threads, seed and CLI_SESSION_* flags
+ * (PACK_TRAINED: commands that only predict pack the trained weights, at_session_opts). */
+enum { CLI_SESSION_CHECK_FINITE = 1, CLI_SESSION_PROFILE = 2, CLI_SESSION_PACK_TRAINED = 4 };
 int cli_model_session(const char *cmd, at_nlu_model *m, const char *device, int64_t threads,
                       uint64_t seed, unsigned flags);
 /* For --device cuda: fails (exit 1, naming the reason) where no CUDA device can be used. */

@@ -224,8 +224,8 @@ int cmd_bench(int argc, char **argv) {
     const at_nlu_vocab *v = at_nlu_model_vocab(m);
     int64_t nw = at_vocab_size(v->words), nc = v->chars ? at_vocab_size(v->chars) : 0;
     int64_t nsl = at_vocab_size(v->slots), ni = at_vocab_size(v->intents);
-    if ((rc = cli_model_session(CMD, m, device, threads, cfg.seed,
-                                profile ? CLI_SESSION_PROFILE : 0)) != CLI_CONTINUE) {
+    unsigned flags = (profile ? CLI_SESSION_PROFILE : 0) | (infer ? CLI_SESSION_PACK_TRAINED : 0);
+    if ((rc = cli_model_session(CMD, m, device, threads, cfg.seed, flags)) != CLI_CONTINUE) {
         at_nlu_model_free(m);
         return rc;
     }

@@ -128,7 +128,9 @@ int cmd_eval(int argc, char **argv) {
     bool is_split = cli_is_file(seq) || !cli_is_dir(data);
     if ((rc = cli_read_split(CMD, data, is_split ? NULL : split_name, &s)) != CLI_CONTINUE)
         goto done;
-    if ((rc = cli_model_session(CMD, m, device, threads, 0, 0)) != CLI_CONTINUE) goto done;
+    if ((rc = cli_model_session(CMD, m, device, threads, 0, CLI_SESSION_PACK_TRAINED)) !=
+        CLI_CONTINUE)
+        goto done;
 
     at_err e = {0};
     at_encode_stats es;

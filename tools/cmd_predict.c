@@ -483,7 +483,9 @@ int cmd_predict(int argc, char **argv) {
     if ((rc = cli_check_device(CMD, device)) != CLI_CONTINUE) return rc;
     at_nlu_model *m = NULL;
     if ((rc = cli_load_model(CMD, argv[0], NULL, &m)) != CLI_CONTINUE) return rc;
-    if ((rc = cli_model_session(CMD, m, device, threads, 0, 0)) != CLI_CONTINUE) goto done;
+    if ((rc = cli_model_session(CMD, m, device, threads, 0, CLI_SESSION_PACK_TRAINED)) !=
+        CLI_CONTINUE)
+        goto done;
     rc = CLI_EXIT_OK;
     for (int i = 1; i < n_pos && rc == CLI_EXIT_OK; i++) {
         if (!strcmp(argv[i], "-")) {

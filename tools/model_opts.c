@@ -502,6 +502,7 @@ int cli_model_session(const char *cmd, at_nlu_model *m, const char *device, int6
     so.seed = seed;
     so.check_finite = flags & CLI_SESSION_CHECK_FINITE;
     so.profile = flags & CLI_SESSION_PROFILE;
+    so.pack_trained = flags & CLI_SESSION_PACK_TRAINED;
     at_err e = {0};
     at_status st = at_nlu_model_set_session(m, &so, &e);
     if (st == AT_OK) return CLI_CONTINUE;

@@ -23,14 +23,15 @@
  *     depend only on the graph, the feeds, the session's options and its
  *     step: the same feeds give bit-identical outputs in every session with
  *     the same options, whatever other sessions do meanwhile.
- *   - Threads: each session's kernels use opts.threads OpenMP threads (an
- *     OpenMP team per calling thread), so N concurrent sessions use about
- *     N * threads cores; give each session cores / N. at_session_new also
- *     sets OpenBLAS's thread count, which is process-wide: give sessions that
- *     run at the same time the same threads value. A CPU session whose plan
- *     packs weights (batch-1 inference, see at_session_invalidate) starts its
- *     own pool of threads - 1 helper threads on that run instead, freed with
- *     the session; its kernels then run without OpenMP teams.
+ *   - Threads: a CPU session with opts.threads > 1 starts its own pool of
+ *     threads - 1 helper threads at its first run (freed with the session);
+ *     its kernels split their loops and GEMMs over the pool (where threads
+ *     cannot start, over OpenMP teams instead). N concurrent sessions use
+ *     about N * threads cores; give each session cores / N. at_session_new
+ *     sets OpenBLAS to one thread (process-wide: attune splits GEMMs itself,
+ *     and OpenBLAS's own workers would spin beside the pool's). Results do
+ *     not depend on opts.threads: the same feeds give bit-identical outputs
+ *     at every thread count (tests/test_parallel.c).
  *   - Tensors fetched from a session may be read by other threads only while
  *     the owning thread does not run or free that session. */
 #ifndef ATTUNE_SESSION_H
@@ -69,6 +70,12 @@ typedef struct at_session_opts {
     /* CPU only: time every kernel (wall clock) for at_session_profile; costs two clock reads a
      * node. Ignored on CUDA, whose kernels run asynchronously. */
     bool profile;
+    /* CPU only: batch-1 plans also pack weights that other plans of this session update (a
+     * training graph used for prediction: attune predict / eval); the session makes the copies
+     * again after those updates. Writes to such a weight from outside (at_value_data: loading
+     * a checkpoint, finite differences) then need at_session_invalidate, as writes to constant
+     * weights always do. Off: only weights no node of the graph updates are packed. */
+    bool pack_trained;
 } at_session_opts;
 
 /* CPU, threads 0 (OpenMP's default), seed 0x5eed, check_finite, no_reuse,
@@ -123,11 +130,12 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
                          int n_fetch, at_tensor *out, const at_val *targets, int n_targets);
 
 /* Drops the session's plans, so the next run plans again from the graph as it is now. A CPU
- * plan keeps packed copies of the 2-D weights that no node of the graph updates (the MatMul
- * and Gemm weights of an inference graph, multiplied by a few rows: batch-1 inference); call
- * this after writing such a weight's buffer directly (at_value_data) for later runs to see the
- * new values. Updates made by the graph's own nodes (optimizers) need nothing: their weights
- * are never packed. s must be non-NULL. */
+ * plan keeps packed copies of the 2-D weights that its own nodes do not update (the MatMul and
+ * Gemm weights multiplied by a few rows: batch-1 inference); call this after writing such a
+ * weight's buffer directly (at_value_data) for later runs to see the new values. Updates made
+ * by the graph's own nodes (an optimizer in a training plan of the same session) need nothing:
+ * the session makes the copies again before the next run that reads them (stats.repacks).
+ * s must be non-NULL. */
 void at_session_invalidate(at_session *s);
 
 /* The message of the last run's error ("" after a successful run; "no
@@ -158,6 +166,7 @@ typedef struct at_session_stats {
     int packed_weights;      /* weights the last run's plan packed (see at_session_invalidate) */
     size_t packed_bytes;     /* their bytes, held beside the graph's own copies */
     int fused_bias;          /* bias Adds done inside those weights' GEMMs */
+    int repacks; /* packed weights made again after another plan updated them (all runs) */
 } at_session_stats;
 at_session_stats at_session_get_stats(const at_session *s);
 
