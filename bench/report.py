@@ -79,7 +79,8 @@ def train_table(rows, out, section="train", target=True):
         p = [r for r in act if r["impl"] == "pytorch"]
         if a and p:
             out.append("")
-            out.append(f"At OpenMP's default wait policy (threads spin between parallel regions), "
+            out.append(f"At OpenMP's default wait policy (threads spin between parallel regions; "
+                       f"PyTorch's team spins, attune's kernels use no OpenMP team), "
                        f"B x T = 32 x {a[0]['seq']}, one run each: attune "
                        f"{fmt(a[0]['median_ms'])} ms, PyTorch {fmt(p[0]['median_ms'])} ms "
                        f"(ratio {fmt(a[0]['median_ms'] / p[0]['median_ms'], 2)}).")
@@ -300,8 +301,8 @@ def main():
            f"processes: load averages below)",
            f"- date: {m.get('date', '?')} to {end.get('date', '?')} (UTC); kernel "
            f"{m.get('kernel', '?')}; attune commit {m.get('commit', '?')} + working tree",
-           f"- threads: {m.get('threads', '?')} for every peer (attune session threads: "
-           f"OpenMP, with OpenBLAS single-threaded and GEMMs split by attune; "
+           f"- threads: {m.get('threads', '?')} for every peer (attune: the session's own pool, "
+           f"which splits kernels and GEMMs, OpenBLAS single-threaded; "
            f"torch.set_num_threads with OpenBLAS at the same count; ORT intra_op_num_threads); "
            f"OMP_WAIT_POLICY="
            f"{m.get('omp_wait_policy', '?')} for all; {m.get('rounds', '?')} interleaved rounds",

@@ -15,7 +15,8 @@
 #
 # Environment: THREADS (2), ROUNDS (3), BUILD (build-bench), TORCH_PYTHON (/usr/bin/python3,
 # Debian's python3-torch), ORT_PYTHON (python3 with pip's onnxruntime), OMP_WAIT_POLICY
-# (passive: see bench/NOTES.md; both peers use libgomp, so both get the same value).
+# (passive: see bench/NOTES.md; PyTorch's threads are libgomp's, attune's its session pool's,
+# which the policy does not touch; both get the same value).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build-bench}
