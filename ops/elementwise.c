@@ -14,35 +14,6 @@
 
 static const at_attr_schema no_attrs[] = {{NULL, 0, false}};
 
-/* ---- broadcasting iteration ---- */
-
-/* Strides of `in` aligned to an output of rank r (0 on broadcast dims). */
-static void bcast_strides(const at_shape *in, const at_shape *out, int64_t *st) {
-    int r = out->rank, off = r - in->rank;
-    int64_t s = 1;
-    for (int i = r - 1; i >= 0; i--) {
-        int k = i - off;
-        if (k < 0 || in->dim[k] == 1) {
-            st[i] = 0;
-        } else {
-            st[i] = s;
-        }
-        if (k >= 0) s *= in->dim[k];
-    }
-}
-
-/* Offset of the start of output row `row` (all dims but the last) in an
- * input with aligned strides st. */
-static int64_t row_offset(const at_shape *out, const int64_t *st, int64_t row) {
-    int64_t off = 0;
-    for (int i = out->rank - 2; i >= 0; i--) {
-        int64_t d = out->dim[i];
-        off += (row % d) * st[i];
-        row /= d;
-    }
-    return off;
-}
-
 /* Defines a broadcasting kernel loop for one op over element type T:
  * EXPR computes the result from a and b. */
 #define BINARY_LOOP(T, TO, EXPR)                                                                   \
@@ -67,14 +38,15 @@ static int64_t row_offset(const at_shape *out, const int64_t *st, int64_t row) {
             }                                                                                      \
         } else if (n > 0) {                                                                        \
             int64_t sa[AT_MAX_RANK], sb[AT_MAX_RANK];                                              \
-            bcast_strides(&k->in[0].shape, os, sa);                                                \
-            bcast_strides(&k->in[1].shape, os, sb);                                                \
+            at_bcast_strides(&k->in[0].shape, os, sa);                                             \
+            at_bcast_strides(&k->in[1].shape, os, sb);                                             \
             int r = os->rank;                                                                      \
             int64_t inner = r ? os->dim[r - 1] : 1, rows = n / inner;                              \
             int64_t ia = r ? sa[r - 1] : 0, ib = r ? sb[r - 1] : 0;                                \
             _Pragma("omp parallel for num_threads(nt) if(n > PAR_MIN) schedule(static)") for (     \
                 int64_t row = 0; row < rows; row++) {                                              \
-                const T *pa = A + row_offset(os, sa, row), *pb = Bp + row_offset(os, sb, row);     \
+                const T *pa = A + at_row_offset(os, sa, row),                                      \
+                        *pb = Bp + at_row_offset(os, sb, row);                                     \
                 TO *py = Y + row * inner;                                                          \
                 for (int64_t j = 0; j < inner; j++) {                                              \
                     T a = pa[j * ia], b = pb[j * ib];                                              \
@@ -207,8 +179,8 @@ static void bin_rows(void *arg, int64_t lo, int64_t hi) {
     const int64_t inner = j->inner, ia = j->ia,
                   ib = j->ib; /* locals: stores to y cannot move them */
     for (int64_t row = lo; row < hi; row++) {
-        const float *a = j->a + row_offset(j->os, j->sa, row);
-        const float *b = j->b + row_offset(j->os, j->sb, row);
+        const float *a = j->a + at_row_offset(j->os, j->sa, row);
+        const float *b = j->b + at_row_offset(j->os, j->sb, row);
         float *y = j->y + row * inner;
         if (ia == 1 && ib == 1) {
             BIN_SPAN(y, inner, a[i], b[i]);
@@ -232,8 +204,8 @@ static void binary_f32(at_kernel_ctx *k, bin_op op) {
         return;
     }
     int64_t sa[AT_MAX_RANK], sb[AT_MAX_RANK];
-    bcast_strides(&k->in[0].shape, os, sa);
-    bcast_strides(&k->in[1].shape, os, sb);
+    at_bcast_strides(&k->in[0].shape, os, sa);
+    at_bcast_strides(&k->in[1].shape, os, sb);
     int r = os->rank;
     j.sa = sa, j.sb = sb;
     j.inner = r ? os->dim[r - 1] : 1;
@@ -455,9 +427,9 @@ static at_status where_cpu(at_kernel_ctx *k) {
     int64_t n = at_shape_numel(os);
     if (n == 0) return AT_OK;
     int64_t s0[AT_MAX_RANK], s1[AT_MAX_RANK], s2[AT_MAX_RANK];
-    bcast_strides(&k->in[0].shape, os, s0);
-    bcast_strides(&k->in[1].shape, os, s1);
-    bcast_strides(&k->in[2].shape, os, s2);
+    at_bcast_strides(&k->in[0].shape, os, s0);
+    at_bcast_strides(&k->in[1].shape, os, s1);
+    at_bcast_strides(&k->in[2].shape, os, s2);
     int r = os->rank;
     int64_t inner = r ? os->dim[r - 1] : 1, rows = n / inner;
     int64_t i0 = r ? s0[r - 1] : 0, i1 = r ? s1[r - 1] : 0, i2 = r ? s2[r - 1] : 0;
@@ -467,9 +439,9 @@ static at_status where_cpu(at_kernel_ctx *k) {
     char *Y = k->out[0].data;
 #pragma omp parallel for num_threads(k->threads) if (n > PAR_MIN) schedule(static)
     for (int64_t row = 0; row < rows; row++) {
-        const uint8_t *pc = C + row_offset(os, s0, row);
-        const char *pa = A + (size_t)row_offset(os, s1, row) * es;
-        const char *pb = B + (size_t)row_offset(os, s2, row) * es;
+        const uint8_t *pc = C + at_row_offset(os, s0, row);
+        const char *pa = A + (size_t)at_row_offset(os, s1, row) * es;
+        const char *pb = B + (size_t)at_row_offset(os, s2, row) * es;
         char *py = Y + (size_t)(row * inner) * es;
         for (int64_t j = 0; j < inner; j++) {
             const char *src = pc[j * i0] ? pa + (size_t)(j * i1) * es : pb + (size_t)(j * i2) * es;

@@ -8,6 +8,7 @@
 #include "ops/op.h"
 #include "ops/parallel.h"
 #include "runtime/cpu/gemm_packed.h"
+#include "runtime/cpu/vec.h"
 
 /* ---- shared GEMM call ---- */
 
@@ -249,7 +250,50 @@ static void blas_items(void *arg, int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; t++) batch_item(arg, t);
 }
 
+/* A fused additive score (runtime/plan.h): y[r] = v . tanh(a[r] + b[r]) for each row r of the
+ * [..., K] broadcast of a and b, through the same tanh span and lanes dot as the unfused Tanh
+ * and GEMV, so the sums are the same bits. */
+typedef struct {
+    const at_shape *es; /* the broadcast shape [..., K] */
+    int64_t sa[AT_MAX_RANK], sb[AT_MAX_RANK];
+    const float *a, *b, *v;
+    float *y;
+    int64_t K;
+    void (*tanh_span)(const float *, float *, int64_t, bool);
+} score_job;
+
+static void score_rows(void *arg, int64_t lo, int64_t hi) {
+    const score_job *j = arg;
+    _Alignas(64) float e[AT_SCORE_MAX_K];
+    for (int64_t r = lo; r < hi; r++) {
+        const float *a = j->a + at_row_offset(j->es, j->sa, r);
+        const float *b = j->b + at_row_offset(j->es, j->sb, r);
+        for (int64_t c = 0; c < j->K; c++) e[c] = a[c] + b[c];
+        j->tanh_span(e, e, j->K, false);
+        j->y[r] = at_lanes_dot(e, j->v, j->K);
+    }
+}
+
+static at_status additive_score(at_kernel_ctx *k) {
+    score_job j;
+    j.es = &k->in[0].shape;
+    j.K = j.es->dim[j.es->rank - 1];
+    if (j.K > AT_SCORE_MAX_K || k->in[1].shape.dim[0] != j.K)
+        return at_kernel_fail(k, AT_E_INTERNAL, "fused additive score of width %lld",
+                              (long long)j.K);
+    at_bcast_strides(&k->score_in[0].shape, j.es, j.sa);
+    at_bcast_strides(&k->score_in[1].shape, j.es, j.sb);
+    j.a = k->score_in[0].data, j.b = k->score_in[1].data;
+    j.v = AT_F32P(&k->in[1]);
+    j.y = AT_F32P(&k->out[0]);
+    j.tanh_span = AT_VM_PICK(at_vm_tanh);
+    int64_t rows = at_shape_numel(j.es) / j.K;
+    at_par_range(k, rows, 4096 / j.K + 1, 1, score_rows, &j);
+    return AT_OK;
+}
+
 static at_status matmul_cpu(at_kernel_ctx *k) {
+    if (k->score_in) return additive_score(k);
     const at_tensor *A = &k->in[0], *B = &k->in[1];
     at_tensor *Y = &k->out[0];
     const at_shape *sa = &A->shape, *sb = &B->shape;

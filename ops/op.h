@@ -39,6 +39,9 @@ at_status at_infer_fail(at_infer_ctx *c, at_status code, const char *fmt, ...)
 #endif
     ;
 
+/* The widest row of a fused additive score (runtime/plan.h): kernels hold one on the stack. */
+#define AT_SCORE_MAX_K 1024
+
 /* A kernel call. Inputs and outputs are dense row-major tensors with
  * concrete shapes; output memory is allocated by the planner (an output
  * aliased to an input by op->alias shares that input's memory). ws is
@@ -58,8 +61,10 @@ typedef struct at_kernel_ctx {
     const float *packed;
     /* CPU: with packed, a bias to add to every output row (padded to whole panels), or NULL */
     const float *bias;
-    struct at_pool *pool; /* CPU: the session's pool for packed GEMMs, or NULL */
-    char msg[512];        /* set by at_kernel_fail */
+    struct at_pool *pool; /* CPU: the session's pool, or NULL (one thread) */
+    /* CPU, MatMul: the two inputs of a fused additive score's Add (runtime/plan.h), or NULL */
+    const at_tensor *score_in;
+    char msg[512]; /* set by at_kernel_fail */
 } at_kernel_ctx;
 
 at_status at_kernel_fail(at_kernel_ctx *k, at_status code, const char *fmt, ...)
@@ -165,6 +170,29 @@ static inline int at_norm_axis(int64_t axis, int rank) {
 }
 /* Product of dims [from, to) of a concrete shape. */
 int64_t at_dims_prod(const at_shape *s, int from, int to);
+
+/* Strides (elements) of `in` aligned to an output of rank out->rank, 0 on broadcast dims. */
+static inline void at_bcast_strides(const at_shape *in, const at_shape *out, int64_t *st) {
+    int r = out->rank, off = r - in->rank;
+    int64_t s = 1;
+    for (int i = r - 1; i >= 0; i--) {
+        int k = i - off;
+        st[i] = k < 0 || in->dim[k] == 1 ? 0 : s;
+        if (k >= 0) s *= in->dim[k];
+    }
+}
+
+/* Offset of the start of output row `row` (all dims but the last) in an input with aligned
+ * strides st. */
+static inline int64_t at_row_offset(const at_shape *out, const int64_t *st, int64_t row) {
+    int64_t off = 0;
+    for (int i = out->rank - 2; i >= 0; i--) {
+        int64_t d = out->dim[i];
+        off += (row % d) * st[i];
+        row /= d;
+    }
+    return off;
+}
 
 /* Reads input i, an int64 vector of n dims, into v: numbers when its data
  * is known, or, while building, the (possibly symbolic) dims of x when the

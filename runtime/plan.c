@@ -45,7 +45,8 @@ typedef struct builder {
     int *order; /* needed nodes in run order */
     int n_order;
     int max_io;
-    int *fuse_in; /* per node: the input whose buffer its output shares (bias fusion), or -1 */
+    int *fuse_in;   /* per node: the input whose buffer its output shares (bias fusion), or -1 */
+    int *score_add; /* per node: a MatMul's additive-score Add node (plan.h), or -1 */
 } builder;
 
 static at_status fail(builder *b, at_status code, const char *fmt, const char *a, const char *c) {
@@ -499,6 +500,12 @@ static at_status assign_memory(builder *b, const at_val *want, int n_want, int t
         for (int j = 0; j < n->n_out; j++) first[n->out[j]] = last[n->out[j]] = s;
     }
     for (int i = 0; i < n_want; i++) last[want[i]] = ns; /* fetched: live to the end */
+    /* a fused additive score reads its Add's inputs at the MatMul's step */
+    for (int s = 0; b->score_add && s < ns; s++) {
+        int a = b->score_add[b->order[s]];
+        for (int k = 0; a >= 0 && k < 2; k++)
+            if (last[g->nodes[a].in[k]] < s) last[g->nodes[a].in[k]] = s;
+    }
     for (int v = 0; v < nv; v++)
         if (root[v] != v && last[v] > last[root[v]]) last[root[v]] = last[v];
     int nb = 0;
@@ -589,6 +596,50 @@ static at_status pick_fusions(builder *b, const at_val *want, int n_want) {
     return AT_OK;
 }
 
+/* Additive-score fusion candidates (plan.h, at_plan_step): MatMul(t, v) with v a [K, 1] float
+ * value, t = Tanh(e) and e = Add(a, b) of float [..., K] operands broadcast against each other
+ * along every dim but the last, where t and e have no other reader and are not fetched. */
+static at_status pick_scores(builder *b, const at_val *want, int n_want) {
+    const at_graph *g = b->g;
+    const at_plan *p = b->p;
+    int *readers = calloc((size_t)g->n_vals + 1, sizeof(int));
+    b->score_add = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
+    if (!readers || !b->score_add) {
+        free(readers);
+        return at_err_set(b->err, AT_E_NOMEM, "out of memory planning");
+    }
+    for (int i = 0; i < g->n_nodes; i++) b->score_add[i] = -1;
+    for (int s = 0; s < b->n_order; s++) {
+        const at_node_rec *n = &g->nodes[b->order[s]];
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] != AT_NONE) readers[n->in[k]]++;
+    }
+    for (int i = 0; i < n_want; i++) readers[want[i]] += 2;
+    for (int s = 0; s < b->n_order; s++) {
+        const at_node_rec *mm = &g->nodes[b->order[s]];
+        if (mm->op != AT_OP_MatMul || mm->in[0] == AT_NONE || mm->in[1] == AT_NONE) continue;
+        at_val t = mm->in[0], v = mm->in[1];
+        const at_shape *sv = &p->shape[v], *st = &p->shape[t];
+        if (p->dtype[v] != AT_F32 || sv->rank != 2 || sv->dim[1] != 1 || st->rank < 2) continue;
+        int64_t K = sv->dim[0];
+        if (K < 1 || K > AT_SCORE_MAX_K || st->dim[st->rank - 1] != K || readers[t] != 1) continue;
+        int tn = g->vals[t].producer;
+        if (tn < 0 || g->nodes[tn].op != AT_OP_Tanh) continue;
+        at_val e = g->nodes[tn].in[0];
+        int an = g->vals[e].producer;
+        if (readers[e] != 1 || an < 0 || g->nodes[an].op != AT_OP_Add) continue;
+        const at_node_rec *add = &g->nodes[an];
+        bool ok = add->n_in == 2 && at_shape_equal(&p->shape[e], st);
+        for (int k = 0; ok && k < 2; k++) {
+            const at_shape *sx = &p->shape[add->in[k]];
+            ok = p->dtype[add->in[k]] == AT_F32 && sx->rank >= 1 && sx->dim[sx->rank - 1] == K;
+        }
+        if (ok) b->score_add[b->order[s]] = an;
+    }
+    free(readers);
+    return AT_OK;
+}
+
 /* After memory assignment: the candidates whose Add output did get y's buffer become fusions
  * (the MatMul step records the bias and the Add's step, which is skipped). */
 static void apply_fusions(builder *b) {
@@ -610,6 +661,17 @@ static void apply_fusions(builder *b) {
         ms->skip_step = s;
         p->steps[s].skip = true;
         p->n_fused++;
+    }
+    for (int s = 0; b->score_add && s < p->n_steps; s++) {
+        int an = b->score_add[p->steps[s].node];
+        if (an < 0) continue;
+        const at_node_rec *add = &g->nodes[an];
+        p->steps[s].score_a = add->in[0];
+        p->steps[s].score_b = add->in[1];
+        p->steps[step_of[an]].skip = true; /* the Add */
+        p->steps[step_of[g->vals[g->nodes[p->steps[s].node].in[0]].producer]].skip =
+            true; /* Tanh */
+        p->n_scores++;
     }
     free(step_of);
 }
@@ -694,18 +756,23 @@ at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, con
             p->io[p->steps[s].first_out + j] = (at_tensor){p->dtype[v], p->shape[v], NULL};
         }
     }
-    for (int s = 0; s < p->n_steps; s++) p->steps[s].bias_val = AT_NONE;
-    if (cpu_pack && !no_reuse && pick_fusions(&b, want, n_want) != AT_OK) goto fail;
+    for (int s = 0; s < p->n_steps; s++)
+        p->steps[s].bias_val = p->steps[s].score_a = p->steps[s].score_b = AT_NONE;
+    if (cpu_pack && !no_reuse &&
+        (pick_fusions(&b, want, n_want) != AT_OK || pick_scores(&b, want, n_want) != AT_OK))
+        goto fail;
     if (assign_memory(&b, want, n_want, threads) != AT_OK) goto fail;
     if (b.fuse_in) apply_fusions(&b);
     free(b.need);
     free(b.order);
     free(b.fuse_in);
+    free(b.score_add);
     return p;
 fail:
     free(b.need);
     free(b.order);
     free(b.fuse_in);
+    free(b.score_add);
     at_plan_free(p);
     return NULL;
 }

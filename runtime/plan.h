@@ -34,6 +34,11 @@ typedef struct at_plan_step {
     at_val bias_val;
     float *bias;
     int skip_step;
+    /* Additive-score fusion (CPU): a MatMul of Tanh(Add(a, b)) by a [K, 1] vector whose Add and
+     * Tanh outputs nothing else reads computes each row's v . tanh(a + b) itself from the Add's
+     * inputs (score_a, score_b; AT_NONE when not fused), the same sums as unfused; the Add's
+     * and Tanh's steps are skipped (the [..., K] tensors between them are never written). */
+    at_val score_a, score_b;
     bool skip;
 } at_plan_step;
 
@@ -61,7 +66,8 @@ typedef struct at_plan {
     int n_packed;        /* steps with a packed weight */
     at_val *writes;      /* graph values this plan's steps update in place (at_plan_pack) */
     int n_writes;
-    int n_fused; /* bias Adds done by their MatMul */
+    int n_fused;  /* bias Adds done by their MatMul */
+    int n_scores; /* additive scores fused into their MatMul */
     size_t packed_bytes;
 } at_plan;
 

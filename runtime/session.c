@@ -347,6 +347,14 @@ static at_status execute(at_session *s, at_plan *p) {
         k.packed = ps->packed;
         k.bias = ps->bias;
         k.pool = s->pool;
+        at_tensor score_in[2];
+        k.score_in = NULL;
+        if (ps->score_a != AT_NONE) {
+            at_val sv[2] = {ps->score_a, ps->score_b};
+            for (int i = 0; i < 2; i++)
+                score_in[i] = (at_tensor){p->dtype[sv[i]], p->shape[sv[i]], s->ptr[sv[i]]};
+            k.score_in = score_in;
+        }
         k.msg[0] = 0;
         double t0 = s->o.profile ? now_ms() : 0.0;
         at_status rc = def->cpu(&k);
@@ -455,10 +463,12 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
     st = run_cpu(s, p);
     s->stats.arena_bytes = p->arena_bytes;
     s->stats.values_bytes = p->values_bytes;
-    s->stats.nodes_run = p->n_steps - p->n_fused; /* fused bias Adds do not run */
+    /* fused bias Adds, and the Add and Tanh of fused scores, do not run */
+    s->stats.nodes_run = p->n_steps - p->n_fused - 2 * p->n_scores;
     s->stats.packed_weights = p->n_packed;
     s->stats.packed_bytes = p->packed_bytes;
     s->stats.fused_bias = p->n_fused;
+    s->stats.fused_scores = p->n_scores;
     if (st != AT_OK) return st;
     for (int i = 0; i < n_fetch; i++) {
         at_val v = fetch[i];
@@ -797,6 +807,7 @@ static at_status dev_steps(at_session *s, const at_plan *p, const dev_plan *dp) 
         k.packed = NULL;
         k.bias = NULL;
         k.pool = NULL;
+        k.score_in = NULL;
         k.msg[0] = 0;
         at_status rc = fn(&k);
         if (rc != AT_OK) return sfail(s, rc, "node '%s' (%s): %s", n->name, n->op_type, k.msg);

@@ -11,6 +11,7 @@
 #include "attune/attune.h"
 #include "check.h"
 #include "runtime/cpu/gemm_packed.h"
+#include "runtime/plan.h"
 
 static uint64_t rng = 88172645463325252ull;
 static float frand(void) {
@@ -363,6 +364,102 @@ static void trained_case(void) {
     }
 }
 
+/* In plan p, no value written from the fused score's skipped Add (exclusive) to its MatMul
+ * (inclusive) may take the buffer of an input of the Add: the MatMul still reads them. */
+static void check_score_liveness(const at_graph *g, const at_plan *p) {
+    for (int s = 0; s < p->n_steps; s++) {
+        const at_plan_step *ms = &p->steps[s];
+        if (ms->score_a == AT_NONE) continue;
+        int add = -1;
+        for (int t = 0; t < s; t++)
+            if (p->steps[t].skip && g->nodes[p->steps[t].node].op == AT_OP_Add) add = t;
+        CHECK(add >= 0, "fused score without its skipped Add");
+        at_val xs[2] = {ms->score_a, ms->score_b};
+        for (int i = 0; i < 2; i++) {
+            if (p->loc[xs[i]] != AT_LOC_ARENA) continue;
+            int64_t lo = p->offset[xs[i]];
+            int64_t hi = lo + at_shape_numel(&p->shape[xs[i]]) * (int64_t)sizeof(float);
+            for (int t = add + 1; t <= s; t++) {
+                const at_node_rec *n = &g->nodes[p->steps[t].node];
+                for (int j = 0; !p->steps[t].skip && j < n->n_out; j++) {
+                    at_val o = n->out[j];
+                    if (p->loc[o] != AT_LOC_ARENA) continue;
+                    int64_t olo = p->offset[o];
+                    int64_t ohi = olo + at_shape_numel(&p->shape[o]) * (int64_t)sizeof(float);
+                    CHECK(ohi <= lo || olo >= hi,
+                          "step %d's output takes the buffer of score input %d", t, i);
+                }
+            }
+        }
+    }
+}
+
+/* The additive-score fusion (runtime/plan.h): v . tanh(qa_i + ka_j) computed inside the
+ * MatMul, bit-identical to the unfused Add, Tanh and MatMul of a no_reuse plan, at 1 and 2
+ * threads; its Add and Tanh do not run. Not fused when the Tanh's output is also fetched. */
+static void score_case(int TQ, int TK, int K) {
+    enum { B = 2, KIN = 12, MAXT = 16, MAXK = 64 };
+    float wq[KIN * MAXK], wk[KIN * MAXK], bk[MAXK], v[MAXK], qs[B * MAXT * KIN], ks[B * MAXT * KIN];
+    for (int i = 0; i < KIN * K; i++) wq[i] = frand(), wk[i] = frand();
+    for (int i = 0; i < K; i++) bk[i] = frand(), v[i] = frand();
+    for (int i = 0; i < B * TQ * KIN; i++) qs[i] = frand();
+    for (int i = 0; i < B * TK * KIN; i++) ks[i] = frand();
+    at_graph *g = at_graph_new();
+    at_val q = at_input(g, "q", AT_F32, AT_SHAPE(B, TQ, KIN));
+    at_val kv = at_input(g, "kv", AT_F32, AT_SHAPE(B, TK, KIN));
+    at_val qa = at_matmul(g, q, at_const(g, "wq", AT_F32, AT_SHAPE(KIN, K), wq));
+    at_val ka = at_add(g, at_matmul(g, kv, at_const(g, "wk", AT_F32, AT_SHAPE(KIN, K), wk)),
+                       at_const(g, "bk", AT_F32, AT_SHAPE(K), bk));
+    const int64_t q_axis = 2, k_axis = 1, last = 3;
+    at_val e =
+        at_tanh(g, at_add(g, at_unsqueeze(g, qa, 1, &q_axis), at_unsqueeze(g, ka, 1, &k_axis)));
+    at_val sc =
+        at_squeeze(g, at_matmul(g, e, at_const(g, "v", AT_F32, AT_SHAPE(K, 1), v)), 1, &last);
+    at_val att = at_softmax(g, sc, -1);
+    at_feed f[2] = {{q, {AT_F32, AT_SHAPE(B, TQ, KIN), qs}},
+                    {kv, {AT_F32, AT_SHAPE(B, TK, KIN), ks}}};
+    at_err perr = {0};
+    at_plan *plan = at_plan_build(g, f, 2, &att, 1, 1, false, true, &perr);
+    CHECK(plan != NULL, "plan: %s", perr.msg);
+    if (plan) {
+        CHECK(plan->n_scores == 1, "%d scores fused in the plan", plan->n_scores);
+        check_score_liveness(g, plan);
+    }
+    at_plan_free(plan);
+    for (int also_e = 0; also_e < 2; also_e++) {
+        float want[B * MAXT * MAXT], got[B * MAXT * MAXT];
+        size_t bytes = sizeof(float) * (size_t)(B * TQ * TK);
+        int ref_nodes = 0;
+        for (int mode = 0; mode < 3; mode++) { /* no_reuse (reference), 1 thread, 2 threads */
+            at_session_opts o = at_session_defaults();
+            o.no_reuse = mode == 0;
+            o.threads = mode == 2 ? 2 : 1;
+            at_err err = {0};
+            at_session *s = at_session_new(g, &o, &err);
+            CHECK(s != NULL, "session: %s", err.msg);
+            at_val fetch[2] = {att, e};
+            at_tensor out[2];
+            CHECK_OK(at_session_run(s, f, 2, fetch, 1 + also_e, out, NULL, 0));
+            memcpy(mode ? got : want, out[0].data, bytes);
+            at_session_stats st = at_session_get_stats(s);
+            int fused = mode && !also_e;
+            CHECK(st.fused_scores == fused, "fetch e %d, mode %d: %d scores fused", also_e, mode,
+                  st.fused_scores);
+            if (!mode)
+                ref_nodes = st.nodes_run;
+            else
+                CHECK(st.nodes_run == ref_nodes - st.fused_bias - 2 * fused,
+                      "fetch e %d, mode %d: %d nodes ran (reference %d, %d biases fused)", also_e,
+                      mode, st.nodes_run, ref_nodes, st.fused_bias);
+            if (mode)
+                CHECK(memcmp(got, want, bytes) == 0,
+                      "%d x %d x %d, fetch e %d, mode %d: scores differ", TQ, TK, K, also_e, mode);
+            at_session_free(s);
+        }
+    }
+    at_graph_free(g);
+}
+
 int main(void) {
     if (!at_gemm_pack_nr()) {
         printf("test_gemm_packed: skipped: this CPU has neither AVX-512 nor AVX2 + FMA\n");
@@ -374,5 +471,10 @@ int main(void) {
     pooled_case();
     training_case();
     trained_case();
+    /* K odd (a tanh tail); TK = K: the scores are as big as qa, whose buffer they must not take */
+    score_case(5, 7, 37);
+    score_case(6, 8, 8);
+    score_case(16, 16, 16);
+    score_case(3, 16, 64);
     return check_done("test_gemm_packed");
 }

@@ -166,7 +166,8 @@ typedef struct at_session_stats {
     int packed_weights;      /* weights the last run's plan packed (see at_session_invalidate) */
     size_t packed_bytes;     /* their bytes, held beside the graph's own copies */
     int fused_bias;          /* bias Adds done inside those weights' GEMMs */
-    int repacks; /* packed weights made again after another plan updated them (all runs) */
+    int repacks;      /* packed weights made again after another plan updated them (all runs) */
+    int fused_scores; /* v . tanh(a + b) scores whose Add and Tanh ran inside their MatMul */
 } at_session_stats;
 at_session_stats at_session_get_stats(const at_session *s);
 
