@@ -187,31 +187,25 @@ static at_status matmul_infer(at_infer_ctx *c) {
     return AT_OK;
 }
 
-/* y[r] = A[r, :] . b for R rows of K, in 16 running lanes; the pool takes blocks of rows. Used
- * for every MatMul against a vector (additive attention scores against their v vector): each
- * row's sum is the same whoever runs it, so results do not depend on the thread count, and no
- * BLAS threads compete with the pool's. */
-enum { GEMV_BLOCK = 64 };
-
+/* y[r] = A[r, :] . b for R rows of K, in 16 running lanes, rows split by at_par_range. Used for
+ * every MatMul against a vector (additive attention scores against their v vector): each row's
+ * sum is the same whoever runs it, so results do not depend on the thread count, and no BLAS
+ * threads compete with the pool's. */
 typedef struct gemv_job {
-    int64_t R, K;
+    int64_t K;
     const float *A, *b;
     float *y;
 } gemv_job;
 
-static void gemv_block(void *arg, int64_t blk) {
+static void gemv_range(void *arg, int64_t lo, int64_t hi) {
     const gemv_job *j = arg;
-    int64_t r1 = (blk + 1) * GEMV_BLOCK < j->R ? (blk + 1) * GEMV_BLOCK : j->R;
-    for (int64_t r = blk * GEMV_BLOCK; r < r1; r++) {
-        j->y[r] = at_lanes_dot(j->A + r * j->K, j->b, j->K);
-    }
+    for (int64_t r = lo; r < hi; r++) j->y[r] = at_lanes_dot(j->A + r * j->K, j->b, j->K);
 }
 
-static void gemv_rows(at_pool *pool, int64_t R, int64_t K, const float *A, const float *b,
+static void gemv_rows(const at_kernel_ctx *k, int64_t R, int64_t K, const float *A, const float *b,
                       float *y) {
-    gemv_job j = {R, K, A, b, y};
-    int64_t blocks = (R + GEMV_BLOCK - 1) / GEMV_BLOCK;
-    at_pool_run(R * K >= 65536 ? pool : NULL, blocks, gemv_block, &j);
+    gemv_job j = {K, A, b, y};
+    at_par_range(k, R, 32768 / (K ? K : 1) + 1, 1, gemv_range, &j);
 }
 
 /* One item of a batched product: its offsets into A and B from its index over the broadcast
@@ -334,7 +328,7 @@ static at_status matmul_cpu(at_kernel_ctx *k) {
     /* B shared by every batch item (a weight): one tall GEMM over all rows of A. */
     if (batch_b == 1 && fits_int(batch * M)) {
         if (N == 1) { /* scores against a vector: the same sums at every thread count */
-            gemv_rows(k->pool, batch * M, K, a, b, y);
+            gemv_rows(k, batch * M, K, a, b, y);
             return AT_OK;
         }
         if (k->packed) { /* a few rows against a weight the plan packed */
