@@ -13,7 +13,8 @@
 #
 #   bench/run.sh [--quick] [--no-scaling] [--no-torch-scaling]
 #
-# Environment: THREADS (2), ROUNDS (3), BUILD (build-bench), TORCH_PYTHON (/usr/bin/python3,
+# Environment: THREADS (2), ROUNDS (5 interleaved rounds of each comparison; the tables give
+# the median of the rounds' medians), BUILD (build-bench), TORCH_PYTHON (/usr/bin/python3,
 # Debian's python3-torch), ORT_PYTHON (python3 with pip's onnxruntime), OMP_WAIT_POLICY
 # (passive: see bench/NOTES.md; PyTorch's threads are libgomp's, attune's its session pool's,
 # which the policy does not touch; both get the same value).
@@ -21,7 +22,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build-bench}
 THREADS=${THREADS:-2}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 TORCH_PYTHON=${TORCH_PYTHON:-/usr/bin/python3}
 ORT_PYTHON=${ORT_PYTHON:-python3}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
