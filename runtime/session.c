@@ -322,7 +322,7 @@ static at_status execute(at_session *s, at_plan *p) {
     int kthreads = s->pool ? 1 : s->o.threads;
     for (int st = 0; st < p->n_steps; st++) {
         const at_plan_step *ps = &p->steps[st];
-        if (ps->skip) continue; /* a bias Add its MatMul did (runtime/plan.h) */
+        if (ps->skip) continue; /* done inside a fused MatMul (runtime/plan.h) */
         const at_node_rec *n = &g->nodes[ps->node];
         const at_op_def *def = at_op_table[n->op];
         at_tensor *in = p->io + ps->first_in, *out = p->io + ps->first_out;
