@@ -47,6 +47,7 @@ typedef struct builder {
     int max_io;
     int *fuse_in;   /* per node: the input whose buffer its output shares (bias fusion), or -1 */
     int *score_add; /* per node: a MatMul's additive-score Add node (plan.h), or -1 */
+    bool trained;   /* pack weights other plans update (at_plan_pack's `trained`) */
 } builder;
 
 static at_status fail(builder *b, at_status code, const char *fmt, const char *a, const char *c) {
@@ -554,13 +555,26 @@ static int cmp_val(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* The values at_plan_pack will hold as written in place: by the plan's steps (trained), or by
+ * any node of the graph. NULL when out of memory. */
+static bool *fusion_written(const builder *b) {
+    if (b->trained) return at_plan_written_in_place(b->g, b->order, b->n_order);
+    int n = b->g->n_nodes;
+    int *all = malloc(sizeof(int) * ((size_t)n + 1));
+    if (!all) return NULL;
+    for (int i = 0; i < n; i++) all[i] = i;
+    bool *w = at_plan_written_in_place(b->g, all, n);
+    free(all);
+    return w;
+}
+
 /* Bias fusion candidates (plan.h, at_plan_step): for each packable MatMul whose output y has
  * one reader, an Add of y and a [N] float constant nothing updates, with y's shape, and y is
  * not fetched, the Add's output is to share y's buffer (fuse_in). Returns AT_E_NOMEM or OK. */
 static at_status pick_fusions(builder *b, const at_val *want, int n_want) {
     const at_graph *g = b->g;
     at_plan *p = b->p;
-    bool *w = at_plan_written_in_place(g, b->order, b->n_order);
+    bool *w = fusion_written(b);
     int *readers = calloc((size_t)g->n_vals + 1, sizeof(int)), *reader = NULL;
     b->fuse_in = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
     reader = malloc(sizeof(int) * ((size_t)g->n_vals + 1));
@@ -677,12 +691,14 @@ static void apply_fusions(builder *b) {
 }
 
 at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, const at_val *want,
-                       int n_want, int threads, bool no_reuse, bool cpu_pack, at_err *err) {
+                       int n_want, int threads, bool no_reuse, bool cpu_pack, bool trained,
+                       at_err *err) {
     builder b;
     memset(&b, 0, sizeof b);
     b.g = g;
     b.err = err;
     b.no_reuse = no_reuse;
+    b.trained = trained;
     at_plan *p = calloc(1, sizeof *p);
     if (!p) {
         at_err_set(err, AT_E_NOMEM, "out of memory planning");

@@ -72,11 +72,13 @@ typedef struct at_plan {
 } at_plan;
 
 /* Builds the plan for the given feeds (types only are read), fetch and
- * targets. cpu_pack: the plan will run on the CPU with packed weights (at_plan_pack), so bias
- * Adds after packable MatMuls may share their output buffer (see at_plan_step). On error
+ * targets. cpu_pack: the plan will run on the CPU with packed weights (at_plan_pack, with
+ * `trained` as it will be given there), so bias Adds after packable MatMuls may share their
+ * output buffer, and additive scores fuse into their MatMul (see at_plan_step). On error
  * returns NULL with the message in err. */
 at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, const at_val *want,
-                       int n_want, int threads, bool no_reuse, bool cpu_pack, at_err *err);
+                       int n_want, int threads, bool no_reuse, bool cpu_pack, bool trained,
+                       at_err *err);
 void at_plan_free(at_plan *p);
 
 /* CPU only: packs, for this plan, the 2-D weight of each MatMul and Gemm step that multiplies a

@@ -1,8 +1,9 @@
 /* Packed weights for a plan (plan.h, at_plan_pack): which MatMul and Gemm steps get one, and
- * making it, with the padded biases of the fused bias Adds. A weight qualifies when no step of
- * the plan writes it in place, so the copy stays equal to it during a run; the session makes it
- * again when another plan of it updated the weight (at_plan_repack); writes from outside
- * (through at_value_data) are the caller's to announce (at_session_invalidate). */
+ * making it, with the padded biases of the fused bias Adds. A weight qualifies when no node of
+ * the graph writes it in place, or, with `trained` (opts.pack_trained), no step of the plan, so
+ * the copy stays equal to it during a run; the session makes it again when another plan of it
+ * updated the weight (at_plan_repack); writes from outside (through at_value_data) are the
+ * caller's to announce (at_session_invalidate). */
 #include <stdlib.h>
 #include <string.h>
 

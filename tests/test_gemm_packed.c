@@ -419,7 +419,7 @@ static void score_case(int TQ, int TK, int K) {
     at_feed f[2] = {{q, {AT_F32, AT_SHAPE(B, TQ, KIN), qs}},
                     {kv, {AT_F32, AT_SHAPE(B, TK, KIN), ks}}};
     at_err perr = {0};
-    at_plan *plan = at_plan_build(g, f, 2, &att, 1, 1, false, true, &perr);
+    at_plan *plan = at_plan_build(g, f, 2, &att, 1, 1, false, true, false, &perr);
     CHECK(plan != NULL, "plan: %s", perr.msg);
     if (plan) {
         CHECK(plan->n_scores == 1, "%d scores fused in the plan", plan->n_scores);
