@@ -672,7 +672,6 @@ static void apply_fusions(builder *b) {
             continue;
         at_plan_step *ms = &p->steps[step_of[g->vals[y].producer]];
         ms->bias_val = add->in[1 - k];
-        ms->skip_step = s;
         p->steps[s].skip = true;
         p->n_fused++;
     }
@@ -779,6 +778,7 @@ at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, con
         goto fail;
     if (assign_memory(&b, want, n_want, threads) != AT_OK) goto fail;
     if (b.fuse_in) apply_fusions(&b);
+    if (cpu_pack && at_plan_pack(g, p, trained, err) != AT_OK) goto fail;
     free(b.need);
     free(b.order);
     free(b.fuse_in);

@@ -30,10 +30,11 @@ typedef struct at_plan_step {
     uint64_t pack_ver, bias_ver;
     /* Bias fusion (CPU): a packed MatMul whose only reader is Add(y, b) of a [N] constant adds
      * b itself (bias_val; bias: at_plan_pack's copy padded to whole panels) into its output,
-     * which the Add's output shares; the Add's step (skip_step) is then skipped. */
+     * which the Add's output shares; the Add's step is then skipped. (The fusion is chosen only
+     * for MatMuls at_plan_pack will pack: at_plan_packable with the same rule, checked before
+     * memory assignment, when views are not yet resolved, so at most as often.) */
     at_val bias_val;
     float *bias;
-    int skip_step;
     /* Additive-score fusion (CPU): a MatMul of Tanh(Add(a, b)) by a [K, 1] vector whose Add and
      * Tanh outputs nothing else reads computes each row's v . tanh(a + b) itself from the Add's
      * inputs (score_a, score_b; AT_NONE when not fused), the same sums as unfused; the Add's
@@ -72,10 +73,9 @@ typedef struct at_plan {
 } at_plan;
 
 /* Builds the plan for the given feeds (types only are read), fetch and
- * targets. cpu_pack: the plan will run on the CPU with packed weights (at_plan_pack, with
- * `trained` as it will be given there), so bias Adds after packable MatMuls may share their
- * output buffer, and additive scores fuse into their MatMul (see at_plan_step). On error
- * returns NULL with the message in err. */
+ * targets. cpu_pack: the plan runs on the CPU with packed weights: at_plan_build packs them
+ * (at_plan_pack, with `trained`), fuses bias Adds after packed MatMuls and additive scores into
+ * their MatMul (see at_plan_step). On error returns NULL with the message in err. */
 at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, const at_val *want,
                        int n_want, int threads, bool no_reuse, bool cpu_pack, bool trained,
                        at_err *err);
@@ -86,8 +86,8 @@ void at_plan_free(at_plan *p);
  * or with `trained` no step of the plan (runtime/cpu/gemm_packed.h); the kernels then read the
  * packed copy. Other plans (a training step) may then update the weight: the session makes the
  * copy again before this plan's next run (at_plan_repack, the pack_* fields). Also lists the values
- * the plan itself updates (writes). A no-op on CPUs without a packed kernel. AT_E_NOMEM on failure
- * (the plan stays usable unpacked). */
+ * the plan itself updates (writes). Called by at_plan_build (cpu_pack). A no-op on CPUs without a
+ * packed kernel. AT_E_NOMEM on failure. */
 #define AT_PACK_MAX_ROWS 64
 at_status at_plan_pack(const at_graph *g, at_plan *p, bool trained, at_err *err);
 

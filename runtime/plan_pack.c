@@ -118,12 +118,5 @@ at_status at_plan_pack(const at_graph *g, at_plan *p, bool trained, at_err *err)
     }
     if (w != own) free(w);
     free(own);
-    /* A fusion whose MatMul was not packed after all: its Add runs (in place, same buffer) */
-    for (int s = 0; s < p->n_steps; s++)
-        if (p->steps[s].bias_val != AT_NONE && !p->steps[s].bias) {
-            p->steps[p->steps[s].skip_step].skip = false;
-            p->steps[s].bias_val = AT_NONE;
-            p->n_fused--;
-        }
     return st;
 }

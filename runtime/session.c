@@ -400,10 +400,6 @@ at_status at_session_run(at_session *s, const at_feed *feeds, int n_feeds, const
         p = at_plan_build(g, feeds, n_feeds, s->want, n_want, s->o.threads, s->o.no_reuse,
                           !s->dev && at_gemm_pack_nr() > 0, s->o.pack_trained, &e);
         if (!p) return sfail(s, e.code, "%s", e.msg);
-        if (!s->dev && at_plan_pack(g, p, s->o.pack_trained, &e) != AT_OK) {
-            at_plan_free(p);
-            return sfail(s, e.code, "%s", e.msg);
-        }
         if (!s->dev &&
             grow_zeroed((void **)&s->wver, &s->wver_cap, g->n_vals + 1, sizeof(uint64_t))) {
             at_plan_free(p);
