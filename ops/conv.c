@@ -329,15 +329,14 @@ static at_status conv_cpu(at_kernel_ctx *k) {
     const float *x = AT_F32P(&k->in[0]), *w = AT_F32P(&k->in[1]);
     const float *bias = k->n_in > 2 && k->in[2].data ? AT_F32P(&k->in[2]) : NULL;
     float *y = AT_F32P(&k->out[0]);
-    int nt = k->threads > 0 ? k->threads : 1;
     int64_t ck = d.Cg * d.K;
     float *col = k->ws, *blk = col + d.nb * ck * d.Lo;
     for (int64_t n0 = 0; n0 < d.N; n0 += d.nb) {
         int64_t cnt = d.N - n0 < d.nb ? d.N - n0 : d.nb, cols = cnt * d.Lo;
         for (int64_t g = 0; g < d.G; g++) {
             im2col(k, &d, x, g, n0, cnt, col);
-            at_sgemm(k->pool, nt, false, false, d.Mg, cols, ck, 1.0f, w + g * d.Mg * ck, ck, col,
-                     cols, 0.0f, blk, cols);
+            at_sgemm(k, false, false, d.Mg, cols, ck, 1.0f, w + g * d.Mg * ck, ck, col, cols, 0.0f,
+                     blk, cols);
             conv_job j = {&d, g, n0, cnt, cols, blk, bias, y};
             at_par_range(k, d.Mg, CONV_GRAIN / cols + 1, 1, scatter_rows, &j);
         }
@@ -475,15 +474,14 @@ static at_status conv_gi_cpu(at_kernel_ctx *k) {
         return at_kernel_fail(k, AT_E_INTERNAL, "workspace too small");
     const float *dy = AT_F32P(&k->in[0]), *w = AT_F32P(&k->in[1]);
     float *dx = AT_F32P(&k->out[0]);
-    int nt = k->threads > 0 ? k->threads : 1;
     int64_t ck = d.Cg * d.K;
     float *dcol = k->ws, *blk = dcol + d.nb * ck * d.Lo;
     for (int64_t n0 = 0; n0 < d.N; n0 += d.nb) {
         int64_t cnt = d.N - n0 < d.nb ? d.N - n0 : d.nb, cols = cnt * d.Lo;
         for (int64_t g = 0; g < d.G; g++) {
             gather_dy(k, &d, dy, g, n0, cnt, blk);
-            at_sgemm(k->pool, nt, true, false, ck, cols, d.Mg, 1.0f, w + g * d.Mg * ck, ck, blk,
-                     cols, 0.0f, dcol, cols);
+            at_sgemm(k, true, false, ck, cols, d.Mg, 1.0f, w + g * d.Mg * ck, ck, blk, cols, 0.0f,
+                     dcol, cols);
             conv_job j = {&d, g, n0, cnt, cols, dcol, NULL, dx};
             at_par_range(k, cnt * d.Cg, CONV_GRAIN / (d.K * d.Lo) + 1, 1, col2im_rows, &j);
         }
@@ -534,7 +532,6 @@ static at_status conv_gw_cpu(at_kernel_ctx *k) {
         return at_kernel_fail(k, AT_E_INTERNAL, "workspace too small");
     const float *dy = AT_F32P(&k->in[0]), *x = AT_F32P(&k->in[1]);
     float *dw = AT_F32P(&k->out[0]);
-    int nt = k->threads > 0 ? k->threads : 1;
     int64_t ck = d.Cg * d.K;
     float *col = k->ws, *blk = col + d.nb * ck * d.Lo;
     if (d.N == 0) memset(dw, 0, sizeof(float) * (size_t)(d.M * ck));
@@ -544,7 +541,7 @@ static at_status conv_gw_cpu(at_kernel_ctx *k) {
         for (int64_t g = 0; g < d.G; g++) {
             im2col(k, &d, x, g, n0, cnt, col);
             gather_dy(k, &d, dy, g, n0, cnt, blk);
-            at_sgemm(k->pool, nt, false, true, d.Mg, ck, cols, 1.0f, blk, cols, col, cols,
+            at_sgemm(k, false, true, d.Mg, ck, cols, 1.0f, blk, cols, col, cols,
                      n0 == 0 ? 0.0f : 1.0f, dw + g * d.Mg * ck, ck);
         }
     }

@@ -228,10 +228,10 @@ static int nthreads(const at_kernel_ctx *k) {
 }
 
 /* C = op(A) op(B) + beta C, row-major (ops/matmul.c's at_sgemm). */
-static void gemm(struct at_pool *pool, int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+static void gemm(const at_kernel_ctx *k, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                  int64_t ldc) {
-    at_sgemm(pool, nt, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    at_sgemm(k, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }
 
 static inline float sigm(float x) {
@@ -285,7 +285,7 @@ static void lstm_forward_dir(const at_kernel_ctx *k, const lstm_dims *m, int d, 
 
     for (int64_t r = 0; r < H4; r++)
         w->bias[r] = Bias ? Bias[d * 2 * H4 + r] + Bias[d * 2 * H4 + H4 + r] : 0.0f;
-    gemm(k->pool, nt, false, true, m->N, H4, m->In, X, m->In, Wd, m->In, 0.0f, w->xw, H4);
+    gemm(k, false, true, m->N, H4, m->In, X, m->In, Wd, m->In, 0.0f, w->xw, H4);
     for (int64_t b = 0; b < B; b++) {
         for (int64_t j = 0; j < H; j++) {
             w->h[b * H + j] = h0 ? h0[soff(m, d, b) + j] : 0.0f;
@@ -296,7 +296,7 @@ static void lstm_forward_dir(const at_kernel_ctx *k, const lstm_dims *m, int d, 
                 memset(Y + yoff(m, t, d, b), 0, (size_t)H * sizeof(float));
     }
     for (int64_t s = 0; s < maxlen; s++) {
-        gemm(k->pool, nt, false, true, B, H4, H, w->h, H, Rd, H, 0.0f, w->g, H4);
+        gemm(k, false, true, B, H4, H, w->h, H, Rd, H, 0.0f, w->g, H4);
         /* A step's gate math is short and sits between two BLAS calls whose threads may still
          * be spinning: a team pays off only for wide steps (measured: B = 32, H = 128 ran 3x
          * slower on 2 threads than on 1). */
@@ -444,7 +444,7 @@ static at_status lstm_grad_cpu(at_kernel_ctx *k) {
                 }
                 memcpy(dA + row * H4, da, (size_t)H4 * sizeof(float));
             }
-            gemm(k->pool, nt, false, false, B, H, H4, dstep, H4, Rd, H, 0.0f, tmp, H);
+            gemm(k, false, false, B, H, H4, dstep, H4, Rd, H, 0.0f, tmp, H);
             for (int64_t b = 0; b < B; b++)
                 if (s < len_of(lens, &m, b))
                     memcpy(dh + b * H, tmp + b * H, (size_t)H * sizeof(float));
@@ -453,10 +453,9 @@ static at_status lstm_grad_cpu(at_kernel_ctx *k) {
             memcpy(dh0 + soff(&m, d, b), dh + b * H, (size_t)H * sizeof(float));
             memcpy(dc0 + soff(&m, d, b), dc + b * H, (size_t)H * sizeof(float));
         }
-        gemm(k->pool, nt, true, false, H4, m.In, N, dA, H4, X, m.In, 0.0f, dW + d * H4 * m.In,
-             m.In);
-        gemm(k->pool, nt, true, false, H4, H, N, dA, H4, tape.hp, H, 0.0f, dR + d * H4 * H, H);
-        gemm(k->pool, nt, false, false, N, m.In, H4, dA, H4, Wd, m.In, d ? 1.0f : 0.0f, dX, m.In);
+        gemm(k, true, false, H4, m.In, N, dA, H4, X, m.In, 0.0f, dW + d * H4 * m.In, m.In);
+        gemm(k, true, false, H4, H, N, dA, H4, tape.hp, H, 0.0f, dR + d * H4 * H, H);
+        gemm(k, false, false, N, m.In, H4, dA, H4, Wd, m.In, d ? 1.0f : 0.0f, dX, m.In);
         float *db = dB + d * 2 * H4;
         memset(db, 0, (size_t)H4 * sizeof(float));
         for (int64_t row = 0; row < N; row++)

@@ -74,12 +74,12 @@ static void sgemm_rm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float al
                 (int)(ldb > 0 ? ldb : 1), beta, C, (int)(ldc > 0 ? ldc : 1));
 }
 
-/* One thread pool: when OpenBLAS runs single-threaded (a session with a pool sets it so while it
- * runs), a GEMM worth splitting is cut into blocks of rows (or of columns when N > M, so the
- * smaller operand is the one each block packs again), one a thread, run as single-threaded GEMMs
- * on the session's pool, or on nt OpenMP threads without one. With a multi-threaded OpenBLAS the
- * call goes to it whole: its own pool splits it, and calling it from several threads at once
- * would make its workers contend. */
+/* When OpenBLAS runs single-threaded (sessions set it so), a GEMM worth splitting is cut into
+ * blocks of rows (or of columns when N > M, so the smaller operand is the one each block packs
+ * again), one a thread, on block edges of 16 (the BLAS kernels' register block), and split like
+ * any kernel loop (parallel.h). With a multi-threaded OpenBLAS (a program set it) the call goes
+ * to it whole: its own pool splits it, and calling it from several threads at once would make
+ * its workers contend. */
 #define PAR_MNK 2e6 /* below this M N K one thread is as fast as two (wake-up cost) */
 
 bool at_blas_single(void) {
@@ -88,17 +88,14 @@ bool at_blas_single(void) {
 
 typedef struct {
     bool ta, tb, rows;
-    int64_t M, N, K, lda, ldb, ldc, total, parts;
+    int64_t M, N, K, lda, ldb, ldc;
     float alpha, beta;
     const float *A, *B;
     float *C;
 } gemm_split;
 
-static void gemm_part(void *arg, int64_t p) {
+static void gemm_part(void *arg, int64_t lo, int64_t hi) {
     const gemm_split *g = arg;
-    /* block edges on multiples of 16, the kernels' register-block size */
-    int64_t lo = g->total * p / g->parts / 16 * 16,
-            hi = p == g->parts - 1 ? g->total : g->total * (p + 1) / g->parts / 16 * 16;
     if (g->rows)
         sgemm_rm(g->ta, g->tb, hi - lo, g->N, g->K, g->alpha,
                  g->ta ? g->A + lo : g->A + lo * g->lda, g->lda, g->B, g->ldb, g->beta,
@@ -108,24 +105,18 @@ static void gemm_part(void *arg, int64_t p) {
                  g->tb ? g->B + lo * g->ldb : g->B + lo, g->ldb, g->beta, g->C + lo, g->ldc);
 }
 
-void at_sgemm(at_pool *pool, int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-              int64_t ldc) {
-    if (pool) nt = at_pool_threads(pool);
+void at_sgemm(const at_kernel_ctx *k, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+              float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+              float *C, int64_t ldc) {
     bool rows = M >= N;
-    int64_t total = rows ? M : N;
-    int parts = nt < total / 16 ? nt : (int)(total / 16);
+    int64_t total = rows ? M : N, threads = at_par_threads(k);
+    int64_t parts = threads < total / 16 ? threads : total / 16;
+    gemm_split g = {ta, tb, rows, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
     if (parts < 2 || (double)M * (double)N * (double)K < PAR_MNK || !at_blas_single()) {
-        sgemm_rm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm_part(&g, 0, total);
         return;
     }
-    gemm_split g = {ta, tb, rows, M, N, K, lda, ldb, ldc, total, parts, alpha, beta, A, B, C};
-    if (pool) {
-        at_pool_run(pool, parts, gemm_part, &g);
-        return;
-    }
-#pragma omp parallel for num_threads(parts) schedule(static)
-    for (int p = 0; p < parts; p++) gemm_part(&g, p);
+    at_par_range(k, total, total / parts, 16, gemm_part, &g); /* parts blocks */
 }
 
 static bool fits_int(int64_t v) {
@@ -335,7 +326,7 @@ static at_status matmul_cpu(at_kernel_ctx *k) {
             at_gemm_packed(k->pool, batch * M, N, K, 1.0f, a, K, k->packed, false, k->bias, y, N);
             return AT_OK;
         }
-        at_sgemm(k->pool, k->threads, false, false, batch * M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
+        at_sgemm(k, false, false, batch * M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
         return AT_OK;
     }
     /* Small products (attention heads): each item a single-threaded GEMM, whole items to a
@@ -515,8 +506,8 @@ static at_status gemm_cpu(at_kernel_ctx *k) {
                        gemm_beta != 0.0f, NULL, y, N);
         return AT_OK;
     }
-    at_sgemm(k->pool, k->threads, ta, tb, M, N, K, alpha, AT_F32P(A), A->shape.dim[1], AT_F32P(B),
-             B->shape.dim[1], gemm_beta, y, N);
+    at_sgemm(k, ta, tb, M, N, K, alpha, AT_F32P(A), A->shape.dim[1], AT_F32P(B), B->shape.dim[1],
+             gemm_beta, y, N);
     return AT_OK;
 }
 

@@ -200,9 +200,9 @@ static inline int64_t at_row_offset(const at_shape *out, const int64_t *st, int6
  * unknown. (ops/shape.c) */
 bool at_infer_shape_input(const at_infer_ctx *c, int i, int n, int64_t *v, bool *sym);
 
-/* Row-major SGEMM through CBLAS, C = alpha op(A) op(B) + beta C, split over the pool (when not
- * NULL) or else nt OpenMP threads when OpenBLAS itself runs single-threaded (ops/matmul.c). */
-void at_sgemm(struct at_pool *pool, int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+/* Row-major SGEMM through CBLAS, C = alpha op(A) op(B) + beta C, split over the kernel's threads
+ * (parallel.h) when OpenBLAS itself runs single-threaded (ops/matmul.c). */
+void at_sgemm(const at_kernel_ctx *k, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
               float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc);
 /* Whether OpenBLAS runs single-threaded, so kernels thread around it. */
