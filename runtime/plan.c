@@ -47,7 +47,8 @@ typedef struct builder {
     int max_io;
     int *fuse_in;   /* per node: the input whose buffer its output shares (bias fusion), or -1 */
     int *score_add; /* per node: a MatMul's additive-score Add node (plan.h), or -1 */
-    bool trained;   /* pack weights other plans update (at_plan_pack's `trained`) */
+    bool trained;   /* pack weights other plans update (opts.pack_trained) */
+    bool *own, *w;  /* written_sets: values the plan / the packing rule hold as written */
 } builder;
 
 static at_status fail(builder *b, at_status code, const char *fmt, const char *a, const char *c) {
@@ -555,17 +556,26 @@ static int cmp_val(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* The values at_plan_pack will hold as written in place: by the plan's steps (trained), or by
- * any node of the graph. NULL when out of memory. */
-static bool *fusion_written(const builder *b) {
-    if (b->trained) return at_plan_written_in_place(b->g, b->order, b->n_order);
-    int n = b->g->n_nodes;
-    int *all = malloc(sizeof(int) * ((size_t)n + 1));
-    if (!all) return NULL;
-    for (int i = 0; i < n; i++) all[i] = i;
-    bool *w = at_plan_written_in_place(b->g, all, n);
+/* The values written in place by the plan's steps (own) and the set the packing rule reads (w:
+ * own with `trained`, else every node's); w may be own. */
+static at_status written_sets(builder *b) {
+    const at_graph *g = b->g;
+    b->own = at_plan_written_in_place(g, b->order, b->n_order);
+    if (b->own && b->trained) {
+        b->w = b->own;
+        return AT_OK;
+    }
+    int *all = b->own ? malloc(sizeof(int) * ((size_t)g->n_nodes + 1)) : NULL;
+    for (int i = 0; all && i < g->n_nodes; i++) all[i] = i;
+    b->w = all ? at_plan_written_in_place(g, all, g->n_nodes) : NULL;
     free(all);
-    return w;
+    return b->w ? AT_OK : at_err_set(b->err, AT_E_NOMEM, "out of memory planning");
+}
+
+static void free_written(builder *b) {
+    if (b->w != b->own) free(b->w);
+    free(b->own);
+    b->w = b->own = NULL;
 }
 
 /* Bias fusion candidates (plan.h, at_plan_step): for each packable MatMul whose output y has
@@ -574,12 +584,12 @@ static bool *fusion_written(const builder *b) {
 static at_status pick_fusions(builder *b, const at_val *want, int n_want) {
     const at_graph *g = b->g;
     at_plan *p = b->p;
-    bool *w = fusion_written(b);
+    const bool *w = b->w;
     int *readers = calloc((size_t)g->n_vals + 1, sizeof(int)), *reader = NULL;
     b->fuse_in = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
     reader = malloc(sizeof(int) * ((size_t)g->n_vals + 1));
-    if (!w || !readers || !reader || !b->fuse_in) {
-        free(w), free(readers), free(reader);
+    if (!readers || !reader || !b->fuse_in) {
+        free(readers), free(reader);
         return at_err_set(b->err, AT_E_NOMEM, "out of memory planning");
     }
     for (int i = 0; i < g->n_nodes; i++) b->fuse_in[i] = -1;
@@ -606,7 +616,7 @@ static at_status pick_fusions(builder *b, const at_val *want, int n_want) {
             continue;
         b->fuse_in[reader[y]] = add->in[0] == y ? 0 : 1;
     }
-    free(w), free(readers), free(reader);
+    free(readers), free(reader);
     return AT_OK;
 }
 
@@ -773,22 +783,25 @@ at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, con
     }
     for (int s = 0; s < p->n_steps; s++)
         p->steps[s].bias_val = p->steps[s].score_a = p->steps[s].score_b = AT_NONE;
+    if (cpu_pack && written_sets(&b) != AT_OK) goto fail;
     if (cpu_pack && !no_reuse &&
         (pick_fusions(&b, want, n_want) != AT_OK || pick_scores(&b, want, n_want) != AT_OK))
         goto fail;
     if (assign_memory(&b, want, n_want, threads) != AT_OK) goto fail;
     if (b.fuse_in) apply_fusions(&b);
-    if (cpu_pack && at_plan_pack(g, p, trained, err) != AT_OK) goto fail;
+    if (cpu_pack && at_plan_pack(g, p, b.own, b.w, err) != AT_OK) goto fail;
     free(b.need);
     free(b.order);
     free(b.fuse_in);
     free(b.score_add);
+    free_written(&b);
     return p;
 fail:
     free(b.need);
     free(b.order);
     free(b.fuse_in);
     free(b.score_add);
+    free_written(&b);
     at_plan_free(p);
     return NULL;
 }

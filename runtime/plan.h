@@ -82,14 +82,15 @@ at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, con
 void at_plan_free(at_plan *p);
 
 /* CPU only: packs, for this plan, the 2-D weight of each MatMul and Gemm step that multiplies a
- * few rows (at most AT_PACK_MAX_ROWS) by an initializer no node of the graph updates in place,
- * or with `trained` no step of the plan (runtime/cpu/gemm_packed.h); the kernels then read the
- * packed copy. Other plans (a training step) may then update the weight: the session makes the
- * copy again before this plan's next run (at_plan_repack, the pack_* fields). Also lists the values
- * the plan itself updates (writes). Called by at_plan_build (cpu_pack). A no-op on CPUs without a
- * packed kernel. AT_E_NOMEM on failure. */
+ * few rows (at most AT_PACK_MAX_ROWS) by an initializer w does not mark as written in place (w:
+ * by any node of the graph, or with opts.pack_trained by the plan's own steps) (runtime/cpu/
+ * gemm_packed.h); the kernels then read the packed copy. Other plans (a training step) may
+ * then update the weight: the session makes the copy again before this plan's next run
+ * (at_plan_repack, the pack_* fields). Also lists the values the plan itself updates (own) as
+ * p->writes. Called by at_plan_build (cpu_pack). A no-op on CPUs without a packed kernel.
+ * AT_E_NOMEM on failure. */
 #define AT_PACK_MAX_ROWS 64
-at_status at_plan_pack(const at_graph *g, at_plan *p, bool trained, at_err *err);
+at_status at_plan_pack(const at_graph *g, at_plan *p, const bool *own, const bool *w, at_err *err);
 
 /* Makes step s's packed weight (and padded bias) again from the graph's current values. */
 void at_plan_repack(const at_graph *g, at_plan *p, int s);

@@ -80,22 +80,9 @@ static at_status list_writes(const at_graph *g, at_plan *p, const bool *w, at_er
     return AT_OK;
 }
 
-/* Values the plan's steps update in place (or, all, every node's). */
-static bool *written(const at_graph *g, const at_plan *p, bool all) {
-    int n = all ? g->n_nodes : p->n_steps;
-    int *nodes = malloc(sizeof(int) * ((size_t)n + 1));
-    if (!nodes) return NULL;
-    for (int i = 0; i < n; i++) nodes[i] = all ? i : p->steps[i].node;
-    bool *w = at_plan_written_in_place(g, nodes, n);
-    free(nodes);
-    return w;
-}
-
-at_status at_plan_pack(const at_graph *g, at_plan *p, bool trained, at_err *err) {
+at_status at_plan_pack(const at_graph *g, at_plan *p, const bool *own, const bool *w, at_err *err) {
     if (!at_gemm_pack_nr()) return AT_OK;
-    bool *own = written(g, p, false), *w = trained ? own : written(g, p, true);
-    at_status st = own && w ? list_writes(g, p, own, err)
-                            : at_err_set(err, AT_E_NOMEM, "out of memory packing weights");
+    at_status st = list_writes(g, p, own, err);
     for (int s = 0; s < p->n_steps && st == AT_OK; s++) {
         at_plan_step *ps = &p->steps[s];
         const at_node_rec *n = &g->nodes[ps->node];
@@ -116,7 +103,5 @@ at_status at_plan_pack(const at_graph *g, at_plan *p, bool trained, at_err *err)
         if (ps->bias_val != AT_NONE) st = pad_bias(p, s, N, err);
         if (st == AT_OK) at_plan_repack(g, p, s);
     }
-    if (w != own) free(w);
-    free(own);
     return st;
 }
