@@ -580,25 +580,12 @@ static void free_written(builder *b) {
 
 /* Bias fusion candidates (plan.h, at_plan_step): for each packable MatMul whose output y has
  * one reader, an Add of y and a [N] float constant nothing updates, with y's shape, and y is
- * not fetched, the Add's output is to share y's buffer (fuse_in). Returns AT_E_NOMEM or OK. */
-static at_status pick_fusions(builder *b, const at_val *want, int n_want) {
+ * not fetched, the Add's output is to share y's buffer (fuse_in). readers[v]: v's readers
+ * (fetched values count 2 more), reader[v]: one of them. */
+static void pick_bias(builder *b, const int *readers, const int *reader) {
     const at_graph *g = b->g;
     at_plan *p = b->p;
     const bool *w = b->w;
-    int *readers = calloc((size_t)g->n_vals + 1, sizeof(int)), *reader = NULL;
-    b->fuse_in = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
-    reader = malloc(sizeof(int) * ((size_t)g->n_vals + 1));
-    if (!readers || !reader || !b->fuse_in) {
-        free(readers), free(reader);
-        return at_err_set(b->err, AT_E_NOMEM, "out of memory planning");
-    }
-    for (int i = 0; i < g->n_nodes; i++) b->fuse_in[i] = -1;
-    for (int s = 0; s < b->n_order; s++) {
-        const at_node_rec *n = &g->nodes[b->order[s]];
-        for (int k = 0; k < n->n_in; k++)
-            if (n->in[k] != AT_NONE) readers[n->in[k]]++, reader[n->in[k]] = b->order[s];
-    }
-    for (int i = 0; i < n_want; i++) readers[want[i]] += 2; /* fetched: never fused */
     for (int s = 0; s < b->n_order; s++) {
         const at_node_rec *mm = &g->nodes[b->order[s]];
         int64_t K, N;
@@ -616,29 +603,14 @@ static at_status pick_fusions(builder *b, const at_val *want, int n_want) {
             continue;
         b->fuse_in[reader[y]] = add->in[0] == y ? 0 : 1;
     }
-    free(readers), free(reader);
-    return AT_OK;
 }
 
 /* Additive-score fusion candidates (plan.h, at_plan_step): MatMul(t, v) with v a [K, 1] float
  * value, t = Tanh(e) and e = Add(a, b) of float [..., K] operands broadcast against each other
  * along every dim but the last, where t and e have no other reader and are not fetched. */
-static at_status pick_scores(builder *b, const at_val *want, int n_want) {
+static void pick_scores(builder *b, const int *readers) {
     const at_graph *g = b->g;
     const at_plan *p = b->p;
-    int *readers = calloc((size_t)g->n_vals + 1, sizeof(int));
-    b->score_add = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
-    if (!readers || !b->score_add) {
-        free(readers);
-        return at_err_set(b->err, AT_E_NOMEM, "out of memory planning");
-    }
-    for (int i = 0; i < g->n_nodes; i++) b->score_add[i] = -1;
-    for (int s = 0; s < b->n_order; s++) {
-        const at_node_rec *n = &g->nodes[b->order[s]];
-        for (int k = 0; k < n->n_in; k++)
-            if (n->in[k] != AT_NONE) readers[n->in[k]]++;
-    }
-    for (int i = 0; i < n_want; i++) readers[want[i]] += 2;
     for (int s = 0; s < b->n_order; s++) {
         const at_node_rec *mm = &g->nodes[b->order[s]];
         if (mm->op != AT_OP_MatMul || mm->in[0] == AT_NONE || mm->in[1] == AT_NONE) continue;
@@ -660,7 +632,30 @@ static at_status pick_scores(builder *b, const at_val *want, int n_want) {
         }
         if (ok) b->score_add[b->order[s]] = an;
     }
-    free(readers);
+}
+
+/* The fusion candidates of a CPU plan (fuse_in, score_add), from one count of every value's
+ * readers. Returns AT_E_NOMEM or OK. */
+static at_status pick_fusions(builder *b, const at_val *want, int n_want) {
+    const at_graph *g = b->g;
+    int *readers = calloc((size_t)g->n_vals + 1, sizeof(int));
+    int *reader = malloc(sizeof(int) * ((size_t)g->n_vals + 1));
+    b->fuse_in = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
+    b->score_add = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
+    if (!readers || !reader || !b->fuse_in || !b->score_add) {
+        free(readers), free(reader);
+        return at_err_set(b->err, AT_E_NOMEM, "out of memory planning");
+    }
+    for (int i = 0; i < g->n_nodes; i++) b->fuse_in[i] = b->score_add[i] = -1;
+    for (int s = 0; s < b->n_order; s++) {
+        const at_node_rec *n = &g->nodes[b->order[s]];
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] != AT_NONE) readers[n->in[k]]++, reader[n->in[k]] = b->order[s];
+    }
+    for (int i = 0; i < n_want; i++) readers[want[i]] += 2; /* fetched: never fused */
+    pick_bias(b, readers, reader);
+    pick_scores(b, readers);
+    free(readers), free(reader);
     return AT_OK;
 }
 
@@ -784,9 +779,7 @@ at_plan *at_plan_build(const at_graph *g, const at_feed *feeds, int n_feeds, con
     for (int s = 0; s < p->n_steps; s++)
         p->steps[s].bias_val = p->steps[s].score_a = p->steps[s].score_b = AT_NONE;
     if (cpu_pack && written_sets(&b) != AT_OK) goto fail;
-    if (cpu_pack && !no_reuse &&
-        (pick_fusions(&b, want, n_want) != AT_OK || pick_scores(&b, want, n_want) != AT_OK))
-        goto fail;
+    if (cpu_pack && !no_reuse && pick_fusions(&b, want, n_want) != AT_OK) goto fail;
     if (assign_memory(&b, want, n_want, threads) != AT_OK) goto fail;
     if (b.fuse_in) apply_fusions(&b);
     if (cpu_pack && at_plan_pack(g, p, b.own, b.w, err) != AT_OK) goto fail;
